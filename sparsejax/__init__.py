@@ -1,0 +1,61 @@
+"""sparsejax: training neural networks under a communication budget."""
+
+from sparsejax.compress import BitCount
+from sparsejax.compress import CommCounters
+from sparsejax.compress import Compressor
+from sparsejax.compress import CompressorState
+from sparsejax.compress import DenseMessage
+from sparsejax.compress import FlatMessage
+from sparsejax.compress import QuantizedMessage
+from sparsejax.compress import SeededMessage
+from sparsejax.compress import SignMessage
+from sparsejax.compress import SparseMessage
+from sparsejax.compress import blockwise_top_k
+from sparsejax.compress import cast
+from sparsejax.compress import comm_stats
+from sparsejax.compress import decode
+from sparsejax.compress import exact
+from sparsejax.compress import hard_threshold
+from sparsejax.compress import identity
+from sparsejax.compress import make_compressor
+from sparsejax.compress import message_size
+from sparsejax.compress import qsgd
+from sparsejax.compress import random_k
+from sparsejax.compress import scaled_sign
+from sparsejax.compress import top_k
+from sparsejax.compress import volume_matched_threshold
+from sparsejax.feedback import ErrorFeedbackState
+from sparsejax.feedback import error_feedback
+from sparsejax.feedback import residual
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BitCount",
+    "CommCounters",
+    "Compressor",
+    "CompressorState",
+    "DenseMessage",
+    "ErrorFeedbackState",
+    "FlatMessage",
+    "QuantizedMessage",
+    "SeededMessage",
+    "SignMessage",
+    "SparseMessage",
+    "blockwise_top_k",
+    "cast",
+    "comm_stats",
+    "decode",
+    "error_feedback",
+    "exact",
+    "hard_threshold",
+    "identity",
+    "make_compressor",
+    "message_size",
+    "qsgd",
+    "random_k",
+    "residual",
+    "scaled_sign",
+    "top_k",
+    "volume_matched_threshold",
+]

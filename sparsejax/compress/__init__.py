@@ -1,0 +1,26 @@
+"""Compressors as optax transformations, their wire messages and accounting."""
+
+from sparsejax.compress.accounting import BitCount
+from sparsejax.compress.accounting import CommCounters
+from sparsejax.compress.accounting import comm_stats
+from sparsejax.compress.accounting import exact
+from sparsejax.compress.base import Compressor
+from sparsejax.compress.base import CompressorState
+from sparsejax.compress.base import make_compressor
+from sparsejax.compress.messages import DenseMessage
+from sparsejax.compress.messages import FlatMessage
+from sparsejax.compress.messages import QuantizedMessage
+from sparsejax.compress.messages import SeededMessage
+from sparsejax.compress.messages import SignMessage
+from sparsejax.compress.messages import SparseMessage
+from sparsejax.compress.messages import decode
+from sparsejax.compress.messages import message_size
+from sparsejax.compress.quantizers import cast
+from sparsejax.compress.quantizers import identity
+from sparsejax.compress.quantizers import qsgd
+from sparsejax.compress.quantizers import scaled_sign
+from sparsejax.compress.sparsifiers import blockwise_top_k
+from sparsejax.compress.sparsifiers import hard_threshold
+from sparsejax.compress.sparsifiers import random_k
+from sparsejax.compress.sparsifiers import top_k
+from sparsejax.compress.sparsifiers import volume_matched_threshold
