@@ -56,7 +56,7 @@ def _all_finite(tree) -> jax.Array:
 
 def error_feedback(compressor: Compressor, *, carry: float = 1.0,
                    learning_rate: float | Callable | None = None,
-                   residual_dtype=None) -> Compressor:
+                   residual_dtype=None, axis_name=None) -> Compressor:
   """Wraps a compressor with error feedback (residual kept in state).
 
   Args:
@@ -66,6 +66,9 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
       input before compression (learning-rate-scaled memory).
     residual_dtype: dtype of the residual (default: the params' dtype; e.g.
       ``jnp.float32`` keeps an fp32 residual for bf16 params).
+    axis_name: inside ``shard_map``, a mesh axis to average the messages
+      over (each device keeps its own residual); ``update`` then returns the
+      mean over devices. See :func:`sparsejax.parallel.compressed_mean`.
 
   Returns:
     A :class:`Compressor`: ``update`` gives the dense message ``C(a_t)`` and
@@ -130,7 +133,11 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
                            message)
     return message, new_state
 
-  return Compressor(init, encode)
+  tx = Compressor(init, encode)
+  if axis_name is None:
+    return tx
+  from sparsejax.parallel.collectives import compressed_mean  # pylint: disable=g-import-not-at-top
+  return compressed_mean(tx, axis_name)
 
 
 def residual(state: Any) -> Any:

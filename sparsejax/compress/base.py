@@ -49,15 +49,15 @@ class Compressor(optax.GradientTransformationExtraArgs):
       of messages (see :mod:`sparsejax.compress.messages`).
   """
 
-  def __new__(cls, init, encode):
-    def update(updates, state, params=None, **extra_args):
+  def __new__(cls, init, encode, update=None):
+    def decode_update(updates, state, params=None, **extra_args):
       del params, extra_args
       message, state = encode(updates, state)
       dense = jax.tree.map(lambda m, g: m.astype(g.dtype), decode(message),
                            updates)
       return dense, state
 
-    self = super().__new__(cls, init, update)
+    self = super().__new__(cls, init, update or decode_update)
     self.encode = encode
     return self
 

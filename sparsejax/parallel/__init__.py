@@ -1,0 +1,9 @@
+"""Data parallelism with compressed collectives over a named mesh axis."""
+
+from sparsejax.parallel.collectives import compressed_mean
+from sparsejax.parallel.collectives import mean_over_axis
+from sparsejax.parallel.data_parallel import data_mesh
+from sparsejax.parallel.data_parallel import device_sum
+from sparsejax.parallel.data_parallel import global_batch
+from sparsejax.parallel.data_parallel import init_opt_state
+from sparsejax.parallel.data_parallel import make_train_step

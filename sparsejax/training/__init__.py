@@ -1,0 +1,35 @@
+"""Shared training utilities: metric files, plots, checkpoints, progress.
+
+Nothing here parses flags or prints: progress goes through a ``log_fn`` the
+caller passes (``absl.logging.info`` by default).
+"""
+
+from sparsejax.training.checkpoint import Checkpointer
+from sparsejax.training.loop import run_with_checkpoints
+from sparsejax.training.metrics import MetricsWriter
+from sparsejax.training.metrics import read_metrics
+from sparsejax.training.metrics import to_python_scalar
+from sparsejax.training.plotting import axis_label
+from sparsejax.training.plotting import bytes_to_target_table
+from sparsejax.training.plotting import format_bytes
+from sparsejax.training.plotting import format_table
+from sparsejax.training.plotting import plot_curves
+from sparsejax.training.progress import format_duration
+from sparsejax.training.progress import format_metrics
+from sparsejax.training.progress import Progress
+
+__all__ = [
+    "Checkpointer",
+    "MetricsWriter",
+    "Progress",
+    "axis_label",
+    "bytes_to_target_table",
+    "format_bytes",
+    "format_duration",
+    "format_metrics",
+    "format_table",
+    "plot_curves",
+    "read_metrics",
+    "run_with_checkpoints",
+    "to_python_scalar",
+]

@@ -1,0 +1,232 @@
+"""Accuracy-versus-communication curves and bytes-to-target tables.
+
+``runs`` maps a method name to its metric records (as returned by
+:func:`sparsejax.training.read_metrics`). Records missing the x or y key are
+skipped, so training records and evaluation records may be interleaved.
+
+Plots are drawn on a bare :class:`matplotlib.figure.Figure` rendered by the Agg
+canvas: no pyplot, no global backend switch, safe in headless jobs and threads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+Records = Sequence[Mapping[str, Any]]
+
+_BYTE_UNITS = ("B", "KB", "MB", "GB", "TB", "PB", "EB")
+
+
+def format_bytes(n: float) -> str:
+  """Human-readable decimal byte count: ``1500000 -> '1.5 MB'``."""
+  if n is None or (isinstance(n, float) and not math.isfinite(n)):
+    return str(n)
+  sign = "-" if n < 0 else ""
+  n = abs(float(n))
+  unit = 0
+  while n >= 1000 and unit < len(_BYTE_UNITS) - 1:
+    n /= 1000.0
+    unit += 1
+  if unit == 0:
+    return f"{sign}{n:.0f} B"
+  return f"{sign}{n:.3g} {_BYTE_UNITS[unit]}"
+
+
+def _is_bytes_key(key: str) -> bool:
+  return "bytes" in key.lower()
+
+
+def axis_label(key: str, log: bool = False) -> str:
+  """Default axis label for a metric key, with its unit where one is known."""
+  text = key.replace("_", " ")
+  k = key.lower()
+  if _is_bytes_key(k):
+    unit = "bytes"
+  elif k.endswith(("_s", "_sec", "_secs", "_seconds", "time")):
+    unit = "s"
+  elif "accuracy" in k or k.endswith("_acc"):
+    unit = "fraction"
+  else:
+    unit = None
+  parts = [p for p in (unit, "log scale" if log else None) if p]
+  return f"{text} ({', '.join(parts)})" if parts else text
+
+
+def _xy(records: Records, x: str, y: str) -> tuple[list[float], list[float]]:
+  xs, ys = [], []
+  for r in records:
+    if r.get(x) is None or r.get(y) is None:
+      continue
+    xs.append(float(r[x]))
+    ys.append(float(r[y]))
+  return xs, ys
+
+
+def plot_curves(
+    runs: Mapping[str, Records],
+    path: str,
+    *,
+    x: str = "bytes_sent",
+    y: str = "test_accuracy",
+    logx: bool = True,
+    logy: bool = False,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    target: float | None = None,
+    figsize: tuple[float, float] = (6.4, 4.4),
+    dpi: int = 120,
+) -> str:
+  """Plots ``y`` against ``x`` for each run, one line per method; saves a PNG.
+
+  Args:
+    runs: method name -> metric records.
+    path: output file (format from the extension, normally ``.png``); parent
+      directories are created.
+    x: x-axis key; keys containing ``bytes`` get human-readable byte ticks.
+    y: y-axis key.
+    logx: log-scale x axis (non-positive x values are dropped from the line).
+    logy: log-scale y axis.
+    title: figure title.
+    xlabel: x-axis label; default from the key, with its unit.
+    ylabel: y-axis label; default from the key, with its unit.
+    target: if given, a dashed horizontal line at this y value.
+    figsize: figure size in inches.
+    dpi: resolution.
+
+  Returns:
+    ``path``.
+  """
+  fig = Figure(figsize=figsize, dpi=dpi)
+  FigureCanvasAgg(fig)
+  ax = fig.add_subplot(1, 1, 1)
+  plotted = 0
+  for method, records in runs.items():
+    xs, ys = _xy(records, x, y)
+    if logx:
+      pts = [(a, b) for a, b in zip(xs, ys) if a > 0]
+      xs, ys = [a for a, _ in pts], [b for _, b in pts]
+    if not xs:
+      continue
+    ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3,
+            label=method)
+    plotted += 1
+  if logx:
+    ax.set_xscale("log")
+  if logy:
+    ax.set_yscale("log")
+  if _is_bytes_key(x):
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_bytes(v)))
+  if _is_bytes_key(y):
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_bytes(v)))
+  if target is not None:
+    ax.axhline(target, color="gray", linestyle="--", linewidth=1,
+               label=f"target {target:g}")
+  ax.set_xlabel(xlabel if xlabel is not None else axis_label(x, logx))
+  ax.set_ylabel(ylabel if ylabel is not None else axis_label(y, logy))
+  if title:
+    ax.set_title(title)
+  ax.grid(True, which="major", alpha=0.3)
+  if plotted or target is not None:
+    ax.legend(loc="best", fontsize="small")
+  fig.tight_layout()
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  fig.savefig(path)
+  return path
+
+
+def bytes_to_target_table(
+    runs: Mapping[str, Records],
+    target: float,
+    x_keys: Sequence[str] = ("round", "bytes_sent"),
+    y: str = "test_accuracy",
+    *,
+    higher_is_better: bool = True,
+) -> list[tuple[Any, ...]]:
+  """First point at which each run reaches ``target``.
+
+  For each method, scans its records in order and takes the first record with
+  ``y >= target`` (``y <= target`` when ``higher_is_better=False``, e.g. a
+  loss target). Records without ``y`` are skipped.
+
+  Returns:
+    One row per method, in ``runs`` order: ``(method, *x_values)`` with the
+    values of ``x_keys`` in that record (``None`` for a key that record lacks),
+    or ``(method, None, ..., None)`` if the target is never reached.
+  """
+  rows = []
+  for method, records in runs.items():
+    hit = None
+    for r in records:
+      v = r.get(y)
+      if v is None:
+        continue
+      v = float(v)
+      if math.isnan(v):
+        continue
+      if (v >= target) if higher_is_better else (v <= target):
+        hit = r
+        break
+    if hit is None:
+      rows.append((method,) + (None,) * len(x_keys))
+    else:
+      rows.append((method,) + tuple(hit.get(k) for k in x_keys))
+  return rows
+
+
+def _format_cell(value: Any, header: str | None, missing: str) -> str:
+  if value is None:
+    return missing
+  if isinstance(value, bool):
+    return str(value)
+  if isinstance(value, (int, float)) and header and _is_bytes_key(header):
+    return format_bytes(value)
+  if isinstance(value, float):
+    if value.is_integer() and abs(value) < 1e15:
+      return str(int(value))
+    return f"{value:.4g}"
+  return str(value).replace("|", "\\|")
+
+
+def format_table(
+    rows: Sequence[Sequence[Any]],
+    headers: Sequence[str],
+    *,
+    missing: str = "not reached",
+) -> str:
+  """Renders rows as a GitHub-flavoured markdown table.
+
+  ``None`` cells print as ``missing``; numbers in a column whose header
+  contains ``bytes`` print human-readable (``1.5 MB``); other floats use 4
+  significant digits. Numeric columns are right-aligned.
+  """
+  headers = [str(h) for h in headers]
+  for r in rows:
+    if len(r) != len(headers):
+      raise ValueError(f"row {r!r} has {len(r)} cells, expected {len(headers)}")
+  cells = [[_format_cell(v, h, missing) for v, h in zip(r, headers)]
+           for r in rows]
+  numeric = [
+      any(isinstance(r[i], (int, float)) and not isinstance(r[i], bool)
+          for r in rows) for i in range(len(headers))
+  ]
+  widths = [max([len(h)] + [len(c[i]) for c in cells])
+            for i, h in enumerate(headers)]
+  widths = [max(w, 3) for w in widths]
+
+  def line(vals):
+    return "| " + " | ".join(
+        v.rjust(w) if num else v.ljust(w)
+        for v, w, num in zip(vals, widths, numeric)) + " |"
+
+  sep = "| " + " | ".join(
+      ("-" * (w - 1) + ":") if num else "-" * w
+      for w, num in zip(widths, numeric)) + " |"
+  return "\n".join([line(headers), sep] + [line(c) for c in cells]) + "\n"
