@@ -12,7 +12,10 @@ from sparsejax.compress import SignMessage
 from sparsejax.compress import SparseMessage
 from sparsejax.compress import blockwise_top_k
 from sparsejax.compress import cast
+from sparsejax.compress import COMPRESSORS
 from sparsejax.compress import comm_stats
+from sparsejax.compress import compressor_from_config
+from sparsejax.compress import create_compressor
 from sparsejax.compress import decode
 from sparsejax.compress import exact
 from sparsejax.compress import hard_threshold
@@ -32,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BitCount",
+    "COMPRESSORS",
     "CommCounters",
     "Compressor",
     "CompressorState",
@@ -45,6 +49,8 @@ __all__ = [
     "blockwise_top_k",
     "cast",
     "comm_stats",
+    "compressor_from_config",
+    "create_compressor",
     "decode",
     "error_feedback",
     "exact",

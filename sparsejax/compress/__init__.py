@@ -24,3 +24,6 @@ from sparsejax.compress.sparsifiers import hard_threshold
 from sparsejax.compress.sparsifiers import random_k
 from sparsejax.compress.sparsifiers import top_k
 from sparsejax.compress.sparsifiers import volume_matched_threshold
+from sparsejax.compress.registry import COMPRESSORS
+from sparsejax.compress.registry import create as create_compressor
+from sparsejax.compress.registry import from_config as compressor_from_config

@@ -7,3 +7,4 @@ from sparsejax.parallel.data_parallel import device_sum
 from sparsejax.parallel.data_parallel import global_batch
 from sparsejax.parallel.data_parallel import init_opt_state
 from sparsejax.parallel.data_parallel import make_train_step
+from sparsejax.parallel.data_parallel import replicated

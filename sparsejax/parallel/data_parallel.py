@@ -44,6 +44,11 @@ def data_mesh(num_devices: int | None = None, axis_name: str = "data") -> Mesh:
   return Mesh(np.array(devices[:num_devices]), (axis_name,))
 
 
+def replicated(mesh: Mesh) -> NamedSharding:
+  """The sharding of arrays copied on every device of ``mesh``."""
+  return NamedSharding(mesh, P())
+
+
 def init_opt_state(tx: optax.GradientTransformation, params, mesh: Mesh,
                    axis_name: str = "data"):
   """``tx.init(params)`` on every device, stacked along a sharded axis 0."""

@@ -5,10 +5,15 @@ caller passes (``absl.logging.info`` by default).
 """
 
 from sparsejax.training.checkpoint import Checkpointer
+from sparsejax.training.classifier import classification_loss
+from sparsejax.training.classifier import evaluate
+from sparsejax.training.classifier import split_variables
 from sparsejax.training.loop import run_with_checkpoints
 from sparsejax.training.metrics import MetricsWriter
 from sparsejax.training.metrics import read_metrics
 from sparsejax.training.metrics import to_python_scalar
+from sparsejax.training.optim import learning_rate_schedule
+from sparsejax.training.optim import optimizer_from_config
 from sparsejax.training.plotting import axis_label
 from sparsejax.training.plotting import bytes_to_target_table
 from sparsejax.training.plotting import format_bytes
@@ -17,18 +22,25 @@ from sparsejax.training.plotting import plot_curves
 from sparsejax.training.progress import format_duration
 from sparsejax.training.progress import format_metrics
 from sparsejax.training.progress import Progress
+from sparsejax.training.progress import quiet_checkpoint_logs
 
 __all__ = [
     "Checkpointer",
     "MetricsWriter",
     "Progress",
     "axis_label",
+    "classification_loss",
+    "evaluate",
+    "split_variables",
     "bytes_to_target_table",
     "format_bytes",
     "format_duration",
     "format_metrics",
     "format_table",
+    "learning_rate_schedule",
+    "optimizer_from_config",
     "plot_curves",
+    "quiet_checkpoint_logs",
     "read_metrics",
     "run_with_checkpoints",
     "to_python_scalar",

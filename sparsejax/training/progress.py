@@ -18,6 +18,7 @@ values may be JAX arrays; they are only converted when a line is logged.
 
 from __future__ import annotations
 
+import logging as logging_lib
 import math
 import time
 from typing import Any, Callable, Mapping
@@ -165,3 +166,13 @@ class Progress:
     self.last_line = line
     self.log_fn(line)
     return line
+
+
+def quiet_checkpoint_logs() -> None:
+  """Drops orbax's INFO records from absl logging (they drown progress)."""
+  class _DropOrbaxInfo(logging_lib.Filter):
+
+    def filter(self, record):
+      return record.levelno > logging_lib.INFO or "orbax" not in record.pathname
+
+  logging.get_absl_handler().addFilter(_DropOrbaxInfo())

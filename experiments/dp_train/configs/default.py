@@ -1,0 +1,41 @@
+"""Embedded default: MLP on the synthetic dataset, 8 devices, 4 methods.
+
+Dense SGD, EF top-k 1% per layer, EF global top-k 1%, and Sahu's hard
+threshold volume-matched to top-k 1%, all with the same optimizer.
+"""
+
+import ml_collections
+
+
+def methods(ratio=0.01):
+  return {
+      "dense": {"name": "identity", "error_feedback": False},
+      "ef_top_k_leaf": {"name": "top_k", "ratio": ratio, "scope": "leaf"},
+      "ef_top_k_global": {"name": "top_k", "ratio": ratio, "scope": "global"},
+      "ef_hard_threshold": {"name": "hard_threshold",
+                            "threshold": "volume_matched",
+                            "volume_ratio": ratio},
+  }
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.dataset = ml_collections.ConfigDict(
+      {"name": "synthetic",
+       "kwargs": {"num_train": 4096, "num_test": 1024, "noise": 1.0,
+                  "class_sep": 3.0}})
+  config.model = ml_collections.ConfigDict(
+      {"name": "mlp", "kwargs": {"features": (256, 256)}})
+  config.optimizer = ml_collections.ConfigDict(
+      {"name": "sgd", "learning_rate": 0.05,
+       "kwargs": {"momentum": 0.9, "nesterov": True}})
+  config.methods = methods()
+  config.num_devices = 8
+  config.batch_size = 128
+  config.num_steps = 300
+  config.log_every = 25
+  config.eval_every = 50
+  config.checkpoint_every = 100
+  config.target_accuracy = 0.9
+  config.seed = 0
+  return config
