@@ -10,13 +10,19 @@ from sparsejax.compress import QuantizedMessage
 from sparsejax.compress import SeededMessage
 from sparsejax.compress import SignMessage
 from sparsejax.compress import SparseMessage
+from sparsejax.compress import BudgetState
+from sparsejax.compress import EnergyLedger
 from sparsejax.compress import blockwise_top_k
+from sparsejax.compress import budgeted_hard_threshold
 from sparsejax.compress import cast
 from sparsejax.compress import COMPRESSORS
 from sparsejax.compress import comm_stats
 from sparsejax.compress import compressor_from_config
+from sparsejax.compress import cost_weighted
+from sparsejax.compress import costs_by_layer_kind
 from sparsejax.compress import create_compressor
 from sparsejax.compress import decode
+from sparsejax.compress import energy_table_costs
 from sparsejax.compress import exact
 from sparsejax.compress import hard_threshold
 from sparsejax.compress import identity
@@ -26,6 +32,7 @@ from sparsejax.compress import qsgd
 from sparsejax.compress import random_k
 from sparsejax.compress import scaled_sign
 from sparsejax.compress import top_k
+from sparsejax.compress import uniform_costs
 from sparsejax.compress import volume_matched_threshold
 from sparsejax.feedback import ErrorFeedbackState
 from sparsejax.feedback import error_feedback
@@ -35,11 +42,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BitCount",
+    "BudgetState",
     "COMPRESSORS",
     "CommCounters",
     "Compressor",
     "CompressorState",
     "DenseMessage",
+    "EnergyLedger",
     "ErrorFeedbackState",
     "FlatMessage",
     "QuantizedMessage",
@@ -47,11 +56,15 @@ __all__ = [
     "SignMessage",
     "SparseMessage",
     "blockwise_top_k",
+    "budgeted_hard_threshold",
     "cast",
     "comm_stats",
     "compressor_from_config",
+    "cost_weighted",
+    "costs_by_layer_kind",
     "create_compressor",
     "decode",
+    "energy_table_costs",
     "error_feedback",
     "exact",
     "hard_threshold",
@@ -63,5 +76,6 @@ __all__ = [
     "residual",
     "scaled_sign",
     "top_k",
+    "uniform_costs",
     "volume_matched_threshold",
 ]

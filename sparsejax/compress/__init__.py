@@ -4,9 +4,16 @@ from sparsejax.compress.accounting import BitCount
 from sparsejax.compress.accounting import CommCounters
 from sparsejax.compress.accounting import comm_stats
 from sparsejax.compress.accounting import exact
+from sparsejax.compress.accounting import BudgetState
+from sparsejax.compress.accounting import EnergyLedger
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.base import CompressorState
 from sparsejax.compress.base import make_compressor
+from sparsejax.compress.budget import budgeted_hard_threshold
+from sparsejax.compress.cost_weighted import cost_weighted
+from sparsejax.compress.costs import costs_by_layer_kind
+from sparsejax.compress.costs import energy_table_costs
+from sparsejax.compress.costs import uniform_costs
 from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import FlatMessage
 from sparsejax.compress.messages import QuantizedMessage

@@ -44,6 +44,16 @@ class BitCount(NamedTuple):
     carry = (lo < self.lo).astype(jnp.uint32)
     return BitCount(self.hi + other.hi + carry, lo)
 
+  def __sub__(self, other: "BitCount") -> "BitCount":
+    """``self - other`` for ``self >= other`` (wraps modulo 2**64 otherwise)."""
+    borrow = (self.lo < other.lo).astype(jnp.uint32)
+    return BitCount(self.hi - other.hi - borrow, self.lo - other.lo)
+
+  def clip_to_int32(self) -> jax.Array:
+    """``min(value, 2**31 - 1)`` as int32."""
+    big = (self.hi > 0) | (self.lo > np.uint32(2**31 - 1))
+    return jnp.where(big, np.int32(2**31 - 1), self.lo.astype(jnp.int32))
+
   def select(self, pred, other: "BitCount") -> "BitCount":
     """``self`` where ``pred`` else ``other`` (for skipped steps)."""
     return BitCount(jnp.where(pred, self.hi, other.hi),
@@ -101,7 +111,8 @@ def comm_stats(state: Any) -> dict[str, jax.Array]:
   Sums over every compressor in ``state`` (e.g. several under
   ``optax.partition``) and, where error feedback is present, adds its total
   error ``sum_t ||a_t - C(a_t)||^2``, residual norm and skipped non-finite
-  steps. Bit and element counts are float32 here (jit-safe); the exact
+  steps; budgeted compressors add ``budget_left`` (elements) and
+  cost-weighted ones ``energy_joules`` / ``last_energy_joules``. Bit and element counts are float32 here (jit-safe); the exact
   integers are in the :class:`CommCounters` of the state (:func:`exact`).
 
   Example:
@@ -133,4 +144,29 @@ def comm_stats(state: Any) -> dict[str, jax.Array]:
     stats["total_error"] = sum(s.total_error for s in ef)
     stats["residual_norm"] = jnp.sqrt(sum(s.residual_sq_norm for s in ef))
     stats["nonfinite_steps"] = sum(s.nonfinite_steps for s in ef)
+  budgets = _find(state, BudgetState)
+  if budgets:
+    stats["budget_left"] = sum(b.left.to_float() for b in budgets)
+  energy = _find(state, EnergyLedger)
+  if energy:
+    stats["energy_joules"] = sum(e.total for e in energy)
+    stats["last_energy_joules"] = sum(e.last for e in energy)
   return stats
+
+
+class BudgetState(NamedTuple):
+  """What is left of a total budget (in elements) of a budgeted compressor."""
+  left: BitCount
+
+
+class EnergyLedger(NamedTuple):
+  """Energy of the messages sent (joules): cumulative and last message."""
+  total: jax.Array
+  last: jax.Array
+
+  @classmethod
+  def zero(cls) -> "EnergyLedger":
+    return cls(jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+
+  def record(self, joules) -> "EnergyLedger":
+    return EnergyLedger(self.total + joules, jnp.asarray(joules, jnp.float32))

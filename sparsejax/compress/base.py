@@ -115,15 +115,24 @@ def _encode_leaf(encode_vector, x, key):
 
 
 def _encode_global(encode_vector, leaves, treedef, key):
+  flat, pack = flatten_floats(leaves, treedef)
+  return pack(encode_vector(flat, key))
+
+
+def flatten_floats(leaves, treedef):
+  """Concatenates the float leaves: ``(flat, pack)``.
+
+  ``pack(message_over_flat)`` returns the :class:`FlatMessage` that decodes
+  to the original pytree (non-float leaves travel whole).
+  """
   floats = [x for x in leaves if is_float(x)]
   if not floats:
     raise ValueError("global scope needs at least one float leaf")
   dtype = jnp.result_type(*floats)
   flat = jnp.concatenate([x.reshape(-1).astype(dtype) for x in floats])
-  inner = encode_vector(flat, key)
   layout = tuple((x.shape, x.dtype) if is_float(x) else None for x in leaves)
   passthrough = tuple(x for x in leaves if not is_float(x))
-  return FlatMessage(inner, passthrough, treedef, layout)
+  return flat, lambda inner: FlatMessage(inner, passthrough, treedef, layout)
 
 
 def check_ratio(ratio, name="ratio"):

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 
 from sparsejax.compress import quantizers
+from sparsejax.compress.cost_weighted import cost_weighted
 from sparsejax.compress import sparsifiers
 from sparsejax.compress.base import Compressor
 
@@ -19,6 +20,7 @@ COMPRESSORS = {
     "scaled_sign": quantizers.scaled_sign,
     "cast": quantizers.cast,
     "identity": quantizers.identity,
+    "cost_weighted": cost_weighted,
 }
 
 _DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16,

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from sparsejax import kernels
 from sparsejax.compress.base import Compressor
+from sparsejax.compress.budget import budgeted_hard_threshold
 from sparsejax.compress.base import check_at_least
 from sparsejax.compress.base import check_ratio
 from sparsejax.compress.base import make_compressor
@@ -89,7 +90,7 @@ def top_k(ratio: float | None = None, *, k: int | None = None,
   return make_compressor(encode_vector, scope=scope)
 
 
-top_k.static_args = ("ratio", "k")
+top_k.static_args = ("ratio", "k", "value_dtype")
 
 
 def blockwise_top_k(ratio: float, block_size: int = 1024, *,
@@ -126,11 +127,13 @@ def blockwise_top_k(ratio: float, block_size: int = 1024, *,
   return make_compressor(encode_vector, scope=scope)
 
 
-blockwise_top_k.static_args = ("ratio", "block_size")
+blockwise_top_k.static_args = ("ratio", "block_size", "value_dtype")
 
 
-def hard_threshold(threshold: float, *, capacity: float | None = None,
-                   value_dtype=None, index_encoding: str = "int32"
+def hard_threshold(threshold: float | None = None, *,
+                   capacity: float | None = None, value_dtype=None,
+                   index_encoding: str = "int32", budget: float | None = None,
+                   num_steps: int | None = None, **budget_options
                    ) -> Compressor:
   r"""Keeps every entry with ``|x_i| >= threshold`` (one threshold, all leaves).
 
@@ -148,6 +151,11 @@ def hard_threshold(threshold: float, *, capacity: float | None = None,
       ``comm_stats(state)["overflow"]``.
     value_dtype: wire dtype of the values.
     index_encoding: ``"int32"``, ``"bitmap"`` or ``"auto"``.
+    budget: instead of ``threshold``, a total budget over ``num_steps``
+      steps; the threshold then adapts so the run spends it and never more
+      (see :func:`sparsejax.compress.budget.budgeted_hard_threshold`, which
+      takes ``budget_options``: ``unit``, ``adapt_rate``, ``reserve``, ...).
+    num_steps: the planned number of steps, with ``budget``.
 
   Static under ``optax.inject_hyperparams``: ``capacity``.
 
@@ -163,6 +171,16 @@ def hard_threshold(threshold: float, *, capacity: float | None = None,
     gradient sparsification as total error minimization", NeurIPS 2021,
     https://arxiv.org/abs/2108.00951
   """
+  if (threshold is None) == (budget is None):
+    raise ValueError("give exactly one of threshold and budget")
+  if budget is not None:
+    if num_steps is None:
+      raise ValueError("num_steps is required with budget")
+    return budgeted_hard_threshold(budget, num_steps, value_dtype=value_dtype,
+                                   **budget_options)
+  if budget_options or num_steps is not None:
+    raise ValueError(f"{sorted(budget_options) or ['num_steps']} only apply "
+                     "with budget")
   check_at_least(threshold, 0, "threshold")
   if capacity is not None:
     check_ratio(capacity, "capacity")
@@ -179,7 +197,7 @@ def hard_threshold(threshold: float, *, capacity: float | None = None,
   return make_compressor(encode_vector)
 
 
-hard_threshold.static_args = ("capacity",)
+hard_threshold.static_args = ("capacity", "value_dtype", "budget", "num_steps")
 
 
 def volume_matched_threshold(k: int) -> float:
@@ -221,4 +239,4 @@ def random_k(ratio: float | None = None, *, k: int | None = None,
   return make_compressor(encode_vector, scope=scope, seed=seed)
 
 
-random_k.static_args = ("ratio", "k")
+random_k.static_args = ("ratio", "k", "value_dtype")
