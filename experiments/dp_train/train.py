@@ -30,13 +30,22 @@ from sparsejax import training
 
 
 def build_compressor(method: ml_collections.ConfigDict, num_params: int,
-                     axis_name: str):
-  """The aggregation transform of one method (EF optional)."""
+                     num_steps: int, axis_name: str):
+  """The aggregation transform of one method (EF optional).
+
+  Besides the compressor's own arguments, ``threshold="volume_matched"``
+  with ``volume_ratio=r`` gives Sahu et al.'s ``1/(2 sqrt(k))`` for
+  ``k = floor(r d)``, and ``budget_ratio=r`` a total budget equal to the
+  volume of top-k(r) over the run (per worker).
+  """
   method = dict(method)
   use_ef = method.pop("error_feedback", True)
   if method.get("threshold") == "volume_matched":
     k = max(1, math.floor(method.pop("volume_ratio") * num_params))
     method["threshold"] = sj.volume_matched_threshold(k)
+  if "budget_ratio" in method:  # the volume of top-k(ratio) over the run
+    k = max(1, math.floor(method.pop("budget_ratio") * num_params))
+    method.update(budget=k * num_steps, num_steps=num_steps)
   compressor = sj.compressor_from_config(method)
   if use_ef:
     return sj.error_feedback(compressor, axis_name=axis_name)
@@ -61,7 +70,7 @@ def train_method(name, method, config, workdir, train_ds, test_ds):
       training.split_variables(variables), parallel.replicated(mesh))
   num_params = sum(x.size for x in jax.tree.leaves(params))
   tx = optax.chain(
-      build_compressor(method, num_params, "data"),
+      build_compressor(method, num_params, config.num_steps, "data"),
       training.optimizer_from_config(config.optimizer, config.num_steps))
   opt_state = parallel.init_opt_state(tx, params, mesh)
   step_fn = parallel.make_train_step(training.classification_loss(model), tx,

@@ -1,0 +1,39 @@
+"""The LEAF FEMNIST CNN (Caldas et al., 2018)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from sparsejax.models.common import Dtype
+
+
+class LeafCNN(nn.Module):
+  """LEAF's FEMNIST CNN, input ``(B, 28, 28, 1)``.
+
+  ``conv5x5(32, same) -> relu -> maxpool2 -> conv5x5(64, same) -> relu ->
+  maxpool2 -> flatten(7*7*64) -> dense(2048) -> relu -> dense(num_classes)``,
+  as in LEAF's ``models/femnist/cnn.py``: 6,603,710 parameters for 62
+  classes (832 + 51,264 + 6,424,576 + 127,038).
+
+  References:
+    Caldas et al., "LEAF: A Benchmark for Federated Settings",
+    https://arxiv.org/abs/1812.01097
+  """
+
+  num_classes: int = 62
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train  # no dropout or norm
+    kw = dict(dtype=self.dtype, param_dtype=jnp.float32)
+    x = jnp.asarray(x, self.dtype)
+    x = nn.relu(nn.Conv(32, (5, 5), padding="SAME", name="conv_0", **kw)(x))
+    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = nn.relu(nn.Conv(64, (5, 5), padding="SAME", name="conv_1", **kw)(x))
+    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.Dense(2048, name="dense_0", **kw)(x))
+    x = nn.Dense(self.num_classes, name="head", **kw)(x)
+    return x.astype(jnp.float32)

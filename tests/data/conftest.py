@@ -1,0 +1,24 @@
+"""Fixtures for the data tests: the offline copies and the ``slow`` marker."""
+
+import pathlib
+
+import pytest
+
+from sparsejax.data import paths
+
+
+def pytest_configure(config):
+  # Registered here because setup.cfg belongs to the whole project; tests
+  # marked slow still run by default (deselect with -m "not slow").
+  config.addinivalue_line(
+      "markers", "slow: reads a large real dataset (several seconds)")
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> pathlib.Path:
+  """The offline dataset copies, or skip when this machine has none."""
+  root, _ = paths.resolve_data_dir(None)
+  if not (root / "mnist").is_dir():
+    pytest.skip(f"offline dataset copies not found at {root} "
+                f"(set ${paths.DATA_DIR_ENV})")
+  return root
