@@ -116,11 +116,32 @@ def train_method(name, method, config, workdir, train_ds, test_ds):
   return training.read_metrics(workdir)
 
 
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Fails fast, naming the option, before any data is read."""
+  if config.dataset.name not in data.DATASET_NAMES:
+    raise ValueError(f"config.dataset.name: unknown dataset "
+                     f"{config.dataset.name!r}; known: {data.DATASET_NAMES}")
+  if config.batch_size % config.num_devices:
+    raise ValueError(f"config.batch_size {config.batch_size} must be a "
+                     f"multiple of config.num_devices {config.num_devices}")
+  if config.num_devices > jax.device_count():
+    raise ValueError(f"config.num_devices {config.num_devices} > the "
+                     f"{jax.device_count()} devices available")
+  models.create_model(config.model.name, 2, **config.model.get("kwargs", {}))
+  try:
+    training.optimizer_from_config(config.optimizer, config.num_steps)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"config.optimizer: {e}") from e
+  for name, method in config.methods.items():
+    try:
+      build_compressor(method, 1000, config.num_steps, "data")
+    except (ValueError, TypeError) as e:
+      raise ValueError(f"config.methods.{name}: {e}") from e
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Runs every method of ``config.methods``; returns ``{method: records}``."""
-  if config.batch_size % config.num_devices:
-    raise ValueError(f"batch_size {config.batch_size} must be a multiple of "
-                     f"num_devices {config.num_devices}")
+  validate_config(config)
   train_ds, test_ds = data.load_dataset(
       config.dataset.name, config.dataset.get("data_dir"),
       **config.dataset.get("kwargs", {}))
@@ -161,4 +182,4 @@ def write_summary(runs, workdir, target=None):
 
 
 __all__ = ["build_compressor", "train_and_evaluate", "train_method",
-           "write_summary"]
+           "validate_config", "write_summary"]

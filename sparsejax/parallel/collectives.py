@@ -13,8 +13,9 @@ How it crosses the wire, per message type:
   is ``psum``-ed instead (``sparse_crossover=False`` forces the gather).
   Buffers are static-size: threshold messages of varying counts are gathered
   at their capacity, and their bits are counted from the real count.
-* other messages (quantized, sign, seeded, dense/cast): all-gather of the
-  message in its wire dtypes, decoded and averaged on every device.
+* full-precision dense messages (``identity``): one ``pmean`` all-reduce;
+* other messages (quantized, sign, seeded, cast): all-gather of the message
+  in its wire dtypes, decoded and averaged on every device.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def _mean(m, axis_name, sparse_crossover):
                      ).to_dense()
   if isinstance(m, SparseMessage):
     return _sparse_mean(m, axis_name, sparse_crossover)
+  if isinstance(m, DenseMessage) and m.values.dtype == m.dtype:
+    return jax.lax.pmean(m.to_dense(), axis_name)  # a plain all-reduce
   gathered = jax.lax.all_gather(m, axis_name)
   return jnp.mean(jax.vmap(lambda x: x.to_dense())(gathered), axis=0
                   ).astype(m.dtype)

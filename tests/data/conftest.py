@@ -1,17 +1,10 @@
-"""Fixtures for the data tests: the offline copies and the ``slow`` marker."""
+"""Fixtures for the data tests: the offline copies."""
 
 import pathlib
 
 import pytest
 
 from sparsejax.data import paths
-
-
-def pytest_configure(config):
-  # Registered here because setup.cfg belongs to the whole project; tests
-  # marked slow still run by default (deselect with -m "not slow").
-  config.addinivalue_line(
-      "markers", "slow: reads a large real dataset (several seconds)")
 
 
 @pytest.fixture(scope="session")

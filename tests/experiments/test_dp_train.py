@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pytest
 
 from experiments.dp_train import train
 from experiments.dp_train.configs import smoke
@@ -44,3 +45,20 @@ def _check_bytes_and_learning(runs):
   first, last = runs["ef_top_k_global"][0], runs["ef_top_k_global"][-1]
   assert last["loss"] < first["loss"]
   assert np.isfinite(last["test_accuracy"])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.methods.update(x={"name": "top_q"}), "methods.x.*top_q"),
+    (lambda c: c.optimizer.update(name="adamz"), "optimizer.*adamz"),
+    (lambda c: c.dataset.update(name="imagenet"), "dataset.name.*imagenet"),
+    (lambda c: c.update(batch_size=30), "batch_size 30.*num_devices 4"),
+    (lambda c: c.methods.update(
+        y={"name": "top_k", "ratio": 2.0}), "methods.y.*ratio"),
+])
+def test_bad_config_fails_at_start_naming_the_option(tmp_path, change,
+                                                     message):
+  config = smoke.get_config()
+  change(config)
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not os.listdir(tmp_path)   # nothing was started

@@ -22,19 +22,19 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.dataset = ml_collections.ConfigDict(
       {"name": "synthetic",
-       "kwargs": {"num_train": 4096, "num_test": 1024, "noise": 1.0,
-                  "class_sep": 3.0}})
+       "kwargs": {"num_train": 8192, "num_test": 2048, "shape": (16, 16, 1),
+                  "class_sep": 4.0}})
   config.model = ml_collections.ConfigDict(
-      {"name": "mlp", "kwargs": {"features": (256, 256)}})
+      {"name": "mlp", "kwargs": {"features": (128, 128)}})
   config.optimizer = ml_collections.ConfigDict(
       {"name": "sgd", "learning_rate": 0.05,
        "kwargs": {"momentum": 0.9, "nesterov": True}})
   config.methods = methods()
   config.num_devices = 8
   config.batch_size = 128
-  config.num_steps = 300
-  config.log_every = 25
-  config.eval_every = 50
+  config.num_steps = 200
+  config.log_every = 20
+  config.eval_every = 40
   config.checkpoint_every = 100
   config.target_accuracy = 0.9
   config.seed = 0
