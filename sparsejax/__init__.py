@@ -38,6 +38,14 @@ from sparsejax.feedback import ErrorFeedbackState
 from sparsejax.feedback import error_feedback
 from sparsejax.feedback import residual
 
+# Subpackages reached as sj.parallel, sj.federated, ... (not in __all__).
+from sparsejax import data
+from sparsejax import federated
+from sparsejax import kernels
+from sparsejax import models
+from sparsejax import parallel
+from sparsejax import training
+
 __version__ = "0.1.0"
 
 __all__ = [

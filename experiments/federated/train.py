@@ -52,9 +52,7 @@ def build_algorithm(method: ml_collections.ConfigDict, config, model):
     raise ValueError(f"unknown algorithm {name!r}; known: {sorted(ALGORITHMS)}")
   compressor = method.pop("compressor", None)
   if compressor is not None:
-    compressor = dict(compressor)
-    compressor = getattr(sj, compressor.pop("name"))(**compressor)
-    method["compressor"] = compressor
+    method["compressor"] = sj.compressor_from_config(compressor)
   if method.get("alpha") == "auto":
     method.setdefault("local_lr", config.local.lr)
   return ALGORITHMS[name](

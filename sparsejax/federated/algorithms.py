@@ -1,0 +1,297 @@
+r"""Federated algorithms with local training and a (compressed) model delta.
+
+An algorithm (fedjax's design) is a :class:`FederatedAlgorithm`: ``init`` of
+the server state, per-client persistent state, and the client work split in
+``client_init`` / ``client_step`` (one local minibatch) / ``client_final``
+(the message to send), then ``server_update`` with the aggregate. The engine
+(:class:`~sparsejax.federated.Simulation`) samples clients, feeds batches,
+vectorises clients and aggregates; it knows nothing about the rules below.
+
+Every algorithm here is an instance of one round, for a sampled client ``i``
+with ``n_i`` examples, global model ``w`` and uplink state ``e_i``:
+
+.. math::
+   y_0 = w + \alpha e_i, \quad
+   y_{t+1} = \mathrm{opt}(y_t, \nabla f_i(y_t) + \mu (y_t - w)), \quad
+   \Delta_i = y_H - w, \quad
+   m_i = \mathcal{U}(\Delta_i; e_i), \quad
+   w \leftarrow w + \eta_g\, \mathrm{agg}_i(m_i)
+
+where the uplink ``U`` is a compressor (FedAvg, FedProx; no memory) or
+``sj.error_feedback(C, carry=1-alpha)``: ``u = Delta + (1-alpha) e_i``,
+``m = C(u)``, ``e_i <- u - m`` (EF-FedAvg for ``alpha = 0``, SA-PEF). The
+residual ``e_i`` persists while client ``i`` is not sampled. The local
+optimizer is fresh each round (``persistent_opt=False``) and may depend on
+the round: pass ``local_opt`` as ``round -> optax.GradientTransformation``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sparsejax.compress.base import Compressor
+from sparsejax.compress.quantizers import identity
+from sparsejax.federated.aggregation import check_aggregation
+from sparsejax.federated.model import FederatedModel
+from sparsejax.feedback import error_feedback
+from sparsejax.feedback import residual
+
+LocalOpt = optax.GradientTransformation | Callable[[jax.Array],
+                                                    optax.GradientTransformation]
+
+
+DEFAULT_LOCAL_STEPS = 5
+
+
+class ServerState(NamedTuple):
+  """Global model and the number of rounds completed."""
+  params: Any
+  round: jax.Array  # int32
+
+
+class ClientState(NamedTuple):
+  """Per-client state kept across rounds (stacked over clients by the engine)."""
+  uplink: Any     # the uplink compressor's state: counters, EF residual e_i
+  opt_state: Any  # local optimizer state if persistent_opt, else ()
+
+
+class LocalState(NamedTuple):
+  """The carry of local training within one round."""
+  params: Any     # y_t
+  opt_state: Any
+  anchor: Any     # w, the global model of this round
+  round: jax.Array
+
+
+class FederatedAlgorithm(NamedTuple):
+  """An algorithm as pure functions, run by the simulation engine.
+
+  Attributes:
+    model: the :class:`FederatedModel` trained.
+    local_steps: ``H``, minibatch steps per client per round.
+    batch_size: local minibatch size.
+    aggregation: ``"mean"`` or ``"support"``
+      (:mod:`sparsejax.federated.aggregation`).
+    init: ``params -> ServerState``.
+    client_state_init: ``params -> ClientState`` of one client.
+    client_init: ``(ServerState, ClientState) -> LocalState``.
+    client_step: ``(LocalState, batch) -> (LocalState, metrics)``.
+    client_final: ``(ServerState, ClientState, LocalState) -> (message,
+      ClientState, metrics)``.
+    server_update: ``(ServerState, aggregated update) -> ServerState``.
+  """
+  model: FederatedModel
+  local_steps: int
+  batch_size: int
+  aggregation: str
+  init: Callable
+  client_state_init: Callable
+  client_init: Callable
+  client_step: Callable
+  client_final: Callable
+  server_update: Callable
+
+
+def _tree_sq_norm(tree) -> jax.Array:
+  return sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
+             for x in jax.tree.leaves(tree))
+
+
+def local_update_algorithm(
+    model: FederatedModel, local_opt: LocalOpt, uplink: Compressor, *,
+    alpha: float = 0.0, mu: float = 0.0, has_residual: bool = False,
+    local_steps: int = DEFAULT_LOCAL_STEPS, batch_size: int = 32, aggregation: str = "mean",
+    server_lr: float = 1.0, persistent_opt: bool = False,
+) -> FederatedAlgorithm:
+  """The round in the module docstring, for any uplink; the factories' core.
+
+  Args:
+    model: the model.
+    local_opt: the client optimizer, or ``round -> optimizer`` (the round
+      index is a traced int32, e.g. for a cosine schedule over rounds).
+    uplink: compressor applied to the model delta; its state is per client.
+    alpha: step-ahead ``y_0 = w + alpha * e_i`` (needs ``has_residual``).
+    mu: FedProx proximal coefficient, ``mu/2 ||y - w||^2`` added to the loss.
+    has_residual: whether ``uplink`` is error feedback (its residual is used
+      for the step-ahead and reported as ``residual_norm``).
+    local_steps: ``H``.
+    batch_size: local minibatch size.
+    aggregation: ``"mean"`` or ``"support"``.
+    server_lr: ``eta_g`` of the server step ``w <- w + eta_g * agg``.
+    persistent_opt: keep each client's optimizer state across its rounds
+      instead of re-initialising it every round.
+  """
+  check_aggregation(aggregation)
+  if local_steps < 1 or batch_size < 1:
+    raise ValueError(f"local_steps and batch_size must be >= 1, got "
+                     f"{local_steps}, {batch_size}")
+  if mu < 0:
+    raise ValueError(f"mu must be >= 0, got {mu}")
+  if alpha and not has_residual:
+    raise ValueError("a step-ahead (alpha > 0) needs an error-feedback uplink")
+  opt_at = (local_opt if not isinstance(local_opt, optax.GradientTransformation)
+            else lambda _: local_opt)
+
+  def init(params):
+    return ServerState(params, jnp.zeros((), jnp.int32))
+
+  def client_state_init(params):
+    opt_state = (opt_at(jnp.zeros((), jnp.int32)).init(params)
+                 if persistent_opt else ())
+    return ClientState(uplink.init(params), opt_state)
+
+  def client_init(server, client):
+    y0 = server.params
+    if alpha:
+      y0 = jax.tree.map(lambda w, e: w + alpha * e, y0, residual(client.uplink))
+    opt_state = (client.opt_state if persistent_opt
+                 else opt_at(server.round).init(y0))
+    return LocalState(y0, opt_state, server.params, server.round)
+
+  def client_step(local, batch):
+    (loss, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(
+        local.params, batch)
+    if mu:
+      grads = jax.tree.map(lambda g, y, w: g + mu * (y - w), grads,
+                           local.params, local.anchor)
+    updates, opt_state = opt_at(local.round).update(grads, local.opt_state,
+                                                    local.params)
+    params = optax.apply_updates(local.params, updates)
+    return local._replace(params=params, opt_state=opt_state), dict(
+        metrics, loss=loss)
+
+  def client_final(server, client, local):
+    delta = jax.tree.map(jnp.subtract, local.params, server.params)
+    message, uplink_state = uplink.encode(delta, client.uplink)
+    opt_state = local.opt_state if persistent_opt else ()
+    metrics = {
+        "residual_norm": jnp.sqrt(_tree_sq_norm(residual(uplink_state)))
+                         if has_residual else jnp.zeros(()),
+        "drift": jnp.sqrt(_tree_sq_norm(delta)),
+    }
+    return message, ClientState(uplink_state, opt_state), metrics
+
+  def server_update(server, update):
+    params = jax.tree.map(lambda w, u: w + server_lr * u.astype(w.dtype),
+                          server.params, update)
+    return ServerState(params, server.round + 1)
+
+  return FederatedAlgorithm(model, local_steps, batch_size, aggregation, init,
+                            client_state_init, client_init, client_step,
+                            client_final, server_update)
+
+
+def fedavg(model: FederatedModel, local_opt: LocalOpt, *,
+           compressor: Compressor | None = None, **kwargs) -> FederatedAlgorithm:
+  r"""Federated averaging: ``w <- w + eta_g sum_i n_i (y_H^i - w) / sum_i n_i``.
+
+  Args:
+    model: the model.
+    local_opt: client optimizer (or ``round -> optimizer``).
+    compressor: uplink compressor without memory (default
+      :func:`sparsejax.identity`, the dense fp32 delta).
+    **kwargs: ``local_steps``, ``batch_size``, ``aggregation``, ``server_lr``,
+      ``persistent_opt`` of :func:`local_update_algorithm`.
+
+  References:
+    McMahan, Moore, Ramage, Hampson, Aguera y Arcas, "Communication-Efficient
+    Learning of Deep Networks from Decentralized Data", AISTATS 2017,
+    https://arxiv.org/abs/1602.05629
+  """
+  return local_update_algorithm(model, local_opt, compressor or identity(),
+                                **kwargs)
+
+
+def fedprox(model: FederatedModel, local_opt: LocalOpt, *, mu: float,
+            compressor: Compressor | None = None,
+            **kwargs) -> FederatedAlgorithm:
+  r"""FedProx: FedAvg with local loss ``f_i(y) + mu/2 ||y - w||^2``.
+
+  ``mu = 0`` is :func:`fedavg`. Other arguments as :func:`fedavg`.
+
+  References:
+    Li, Sahu, Zaheer, Sanjabi, Talwalkar, Smith, "Federated Optimization in
+    Heterogeneous Networks", MLSys 2020, https://arxiv.org/abs/1812.06127
+  """
+  return local_update_algorithm(model, local_opt, compressor or identity(),
+                                mu=mu, **kwargs)
+
+
+def theory_alpha(local_lr: float, local_steps: int,
+                 smoothness: float = 1.0) -> float:
+  r"""SA-PEF's contraction-minimising ``alpha* = 1 / (1 + 12 s^2)``, ``s = lr L H``."""
+  s = local_lr * smoothness * local_steps
+  return 1.0 / (1.0 + 12.0 * s * s)
+
+
+def sapef(model: FederatedModel, local_opt: LocalOpt, compressor: Compressor,
+          *, alpha: float | str = 0.85, local_lr: float | None = None,
+          smoothness: float = 1.0, **kwargs) -> FederatedAlgorithm:
+  r"""Step-ahead partial error feedback (SA-PEF).
+
+  Client ``i`` with residual ``e_i``:
+
+  .. math::
+     y_0 = w + \alpha e_i, \quad y_H = \mathrm{LocalSGD}(y_0, H), \quad
+     u = (y_H - w) + (1 - \alpha) e_i, \quad
+     \text{send } C(u), \quad e_i \leftarrow u - C(u).
+
+  ``alpha = 0`` is error feedback (:func:`ef_fedavg`), ``alpha = 1`` is
+  step-ahead EF (SAEF). Implemented as ``sj.error_feedback(compressor,
+  carry=1 - alpha)`` on the delta measured from ``w`` (not from ``y_0``).
+
+  Args:
+    model: the model.
+    local_opt: client optimizer (or ``round -> optimizer``), fresh each round.
+    compressor: any sparsejax compressor, e.g. ``sj.top_k(0.01,
+      scope="global")`` as in the paper.
+    alpha: in ``[0, 1]``, or ``"auto"`` for :func:`theory_alpha` with
+      ``local_lr``, ``smoothness`` and ``local_steps``.
+    local_lr: client learning rate (only for ``alpha="auto"``).
+    smoothness: ``L`` estimate for ``alpha="auto"``.
+    **kwargs: ``local_steps``, ``batch_size``, ``aggregation``, ``server_lr``,
+      ``persistent_opt`` of :func:`local_update_algorithm`.
+
+  Raises:
+    ValueError: ``alpha`` outside ``[0, 1]``, or ``"auto"`` without
+      ``local_lr``.
+
+  Example::
+
+    algo = sj.federated.sapef(model, optax.sgd(0.05, momentum=0.9),
+                              sj.top_k(0.01, scope="global"), alpha=0.85)
+
+  References:
+    Redie, Arablouei, Werner, "SA-PEF: Step-Ahead Partial Error Feedback for
+    Efficient Federated Learning"; code: https://github.com/Dawitkiros/SA-PEF
+  """
+  if alpha == "auto":
+    if local_lr is None:
+      raise ValueError('alpha="auto" needs local_lr')
+    alpha = theory_alpha(local_lr, kwargs.get("local_steps", DEFAULT_LOCAL_STEPS), smoothness)
+  if isinstance(alpha, str) or not 0.0 <= alpha <= 1.0:
+    raise ValueError(f'alpha must be in [0, 1] or "auto", got {alpha!r}')
+  alpha = float(alpha)
+  return local_update_algorithm(
+      model, local_opt, error_feedback(compressor, carry=1.0 - alpha),
+      alpha=alpha, has_residual=True, **kwargs)
+
+
+def ef_fedavg(model: FederatedModel, local_opt: LocalOpt,
+              compressor: Compressor, **kwargs) -> FederatedAlgorithm:
+  r"""FedAvg with a compressed uplink and per-client error feedback.
+
+  ``u = (y_H - w) + e_i``, send ``C(u)``, ``e_i <- u - C(u)``; the residual of
+  a client persists while it is not sampled. Same as :func:`sapef` with
+  ``alpha = 0``; arguments as there.
+
+  References:
+    Karimireddy, Rebjock, Stich, Jaggi, "Error Feedback Fixes SignSGD and
+    other Gradient Compression Schemes", ICML 2019,
+    https://arxiv.org/abs/1901.09847
+  """
+  return sapef(model, local_opt, compressor, alpha=0.0, **kwargs)

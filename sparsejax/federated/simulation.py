@@ -1,0 +1,423 @@
+"""The federated simulation engine: one jitted function per round.
+
+State for all ``N`` clients (EF residuals, compressor counters, optional
+local optimizer states) is stored stacked along a leading axis of size ``N``.
+A round, inside one ``jax.jit`` with no host round-trip:
+
+1. sample ``S`` distinct clients from the state's PRNG key (uniform, without
+   replacement), pad to ``S_pad``, a multiple of the device count, with dummy
+   clients (id ``N``: gathered by clipping, weight 0, dropped on scatter);
+2. gather their states and example-index rows; every client runs
+   ``client_init``, ``H`` x ``client_step`` (``lax.scan``) and
+   ``client_final``, vectorised by ``jax.vmap`` (or ``lax.map`` in chunks of
+   ``client_batch_size`` to bound memory), and split over devices by
+   ``jax.shard_map`` on the ``"clients"`` axis of ``mesh`` when one is given;
+3. each device sums its clients' weighted decoded messages, the sums are
+   ``psum``-ed, divided (:mod:`~sparsejax.federated.aggregation`) and applied
+   by ``server_update``; client states are scattered back; the
+   :class:`~sparsejax.federated.ledger.CommLedger` records the bits.
+
+Client data: the whole training set is one device array (replicated over the
+mesh) and client ``i`` owns row ``i`` of an ``(N, max n_i)`` index table,
+valid up to ``n_i``. Each round a client shuffles its valid positions and
+cycles through them, so minibatches only ever hold its own examples (without
+repetition while ``H * B <= n_i``) and the padding is never read.
+
+Multi-host: build ``mesh`` over the global ``jax.devices()`` after
+``jax.distributed.initialize()``; every process passes the same data and seed
+and runs the same code.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from sparsejax.compress.accounting import BitCount
+from sparsejax.compress.accounting import exact
+from sparsejax.compress.messages import message_size
+from sparsejax.federated import aggregation
+from sparsejax.federated.algorithms import FederatedAlgorithm
+from sparsejax.federated.algorithms import ServerState
+from sparsejax.federated.ledger import CommLedger
+from sparsejax.federated.ledger import bitcount_sum
+from sparsejax.federated.ledger import broadcast_bits
+from sparsejax.federated.ledger import exact_array
+from sparsejax.federated.partition import ClientData
+from sparsejax.parallel.data_parallel import data_mesh
+
+CLIENTS = "clients"
+
+
+class ClientArrays(NamedTuple):
+  """The training data on device, and which examples each client owns."""
+  x: jax.Array        # all examples
+  y: jax.Array
+  indices: jax.Array  # (N, max n_i) int32; row i is valid up to sizes[i]
+  sizes: jax.Array    # (N,) int32, n_i
+
+
+class SimulationState(NamedTuple):
+  """Everything a round reads and writes: checkpoint it to resume exactly."""
+  server: ServerState
+  clients: Any        # the algorithm's ClientState, leading axis N
+  ledger: CommLedger
+  rng: jax.Array
+
+
+def client_mesh(num_devices: int | None = None) -> Mesh:
+  """A 1-D mesh with axis ``"clients"`` over the first ``num_devices``."""
+  return data_mesh(num_devices, axis_name=CLIENTS)
+
+
+def local_batches(key, row, size, num_steps: int, batch_size: int):
+  """``(num_steps, batch_size)`` example ids from ``row[:size]``.
+
+  A random order of the valid positions, cycled: no example repeats before
+  all ``size`` have been used.
+  """
+  m = row.shape[0]
+  scores = jnp.where(jnp.arange(m) < size, jax.random.uniform(key, (m,)), 2.0)
+  order = jnp.argsort(scores)
+  pos = jnp.arange(num_steps * batch_size) % jnp.maximum(size, 1)
+  return row[order[pos]].reshape(num_steps, batch_size)
+
+
+def _sq_dist(a, b) -> jax.Array:
+  return sum(jnp.sum(jnp.square((x - y).astype(jnp.float32)))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def client_update(algo: FederatedAlgorithm, server: ServerState, client,
+                  row, size, key, x, y, probe=None, probe_grad=None):
+  """One client's round: ``(message, new client state, metrics)``.
+
+  ``probe``/``probe_grad``: a held-out batch and ``grad f(w)`` on it; if
+  given, ``grad_mismatch = ||grad f(w) - grad f(y_0)||^2`` at the local
+  start point ``y_0`` (``w + alpha e_i`` for SA-PEF) is reported.
+  """
+  examples = local_batches(key, row, size, algo.local_steps, algo.batch_size)
+  local = algo.client_init(server, client)
+  metrics = {}
+  if probe is not None:
+    g0 = jax.grad(lambda p: algo.model.loss(p, probe)[0])(local.params)
+    metrics["grad_mismatch"] = _sq_dist(probe_grad, g0)
+
+  def step(local, ids):
+    return algo.client_step(local, {"x": x[ids], "y": y[ids]})
+
+  local, step_metrics = jax.lax.scan(step, local, examples)
+  message, client, final_metrics = algo.client_final(server, client, local)
+  metrics.update(final_metrics)
+  metrics.update({f"train_{k}": jnp.mean(v) for k, v in step_metrics.items()})
+  metrics["uplink_bits"] = message_size(message)[1]
+  return message, client, metrics
+
+
+def _fold_keys(tree, i):
+  """Makes PRNG keys in a client's state distinct per client id ``i``."""
+  def fold(x):
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.fold_in(x, i)
+    return x
+  return jax.tree.map(fold, tree)
+
+
+def _as_xy(data):
+  x, y = (data.x, data.y) if hasattr(data, "x") else data
+  return np.asarray(x), np.asarray(y)
+
+
+def _to_host(tree):
+  """Concrete values of replicated outputs (also with several processes)."""
+  def one(a):
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+      a = a.addressable_data(0)
+    return np.asarray(a)
+  return jax.tree.map(one, tree)
+
+
+class RoundConfig(NamedTuple):
+  """The static part of a round (hashable: equal configs share one compile)."""
+  algo: FederatedAlgorithm
+  num_clients: int
+  clients_per_round: int
+  padded_clients: int           # S rounded up to a multiple of the devices
+  mesh: Mesh | None
+  client_batch_size: int | None
+
+
+def _initial_state(algo: FederatedAlgorithm, num_clients: int, key, params):
+  if params is None:
+    params = algo.model.init(jax.random.fold_in(key, 0))
+  clients = jax.vmap(lambda i: _fold_keys(algo.client_state_init(params), i))(
+      jnp.arange(num_clients))
+  return SimulationState(algo.init(params), clients,
+                         CommLedger.zeros(num_clients),
+                         jax.random.fold_in(key, 1))
+
+
+def _device_round(config: RoundConfig, server, clients, rows, sizes, keys, x,
+                  y, probe, probe_grad):
+  """The clients of one device: their new states, metrics and message sums."""
+  algo = config.algo
+
+  def one(client, row, size, key):
+    return client_update(algo, server, client, row, size, key, x, y, probe,
+                         probe_grad)
+
+  args = (clients, rows, sizes, keys)
+  if config.client_batch_size is None:
+    messages, clients, metrics = jax.vmap(one)(*args)
+  else:
+    messages, clients, metrics = jax.lax.map(
+        lambda a: one(*a), args, batch_size=config.client_batch_size)
+  sums = aggregation.client_sums(messages, sizes.astype(jnp.float32),
+                                 algo.aggregation)
+  if config.mesh is not None:
+    sums = jax.lax.psum(sums, CLIENTS)
+  return sums, clients, metrics
+
+
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
+def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
+              probe=None):
+  """One round (see the module docstring): ``(state, (metrics, per_client))``.
+
+  ``metrics`` are means over the sampled clients plus exact ``BitCount`` s;
+  ``per_client`` holds the ``S_pad`` slot ids (``N`` for padding) and their
+  uplink bits. ``state`` is donated.
+  """
+  algo = config.algo
+  n, s, s_pad = config.num_clients, config.clients_per_round, config.padded_clients
+  rng, sample_key, client_key = jax.random.split(state.rng, 3)
+  ids = jax.random.choice(sample_key, n, (s,), replace=False)
+  ids = jnp.concatenate([ids.astype(jnp.int32),
+                         jnp.full((s_pad - s,), n, jnp.int32)])
+  valid = jnp.arange(s_pad) < s
+
+  def take(a):
+    return jnp.take(a, ids, axis=0, mode="clip")
+
+  sizes = jnp.where(valid, take(data.sizes), 0)
+  keys = jax.vmap(lambda i: jax.random.fold_in(client_key, i))(ids)
+  probe_grad = None
+  if probe is not None:
+    probe_grad = jax.grad(lambda p: algo.model.loss(p, probe)[0])(
+        state.server.params)
+
+  device_round = functools.partial(_device_round, config)
+  if config.mesh is not None:
+    c = P(CLIENTS)
+    device_round = jax.shard_map(
+        device_round, mesh=config.mesh,
+        in_specs=(P(), c, c, c, c, P(), P(), P(), P()),
+        out_specs=(P(), c, c), check_vma=False)
+  sums, new_clients, metrics = device_round(
+      state.server, jax.tree.map(take, state.clients), take(data.indices),
+      sizes, keys, data.x, data.y, probe, probe_grad)
+
+  server = algo.server_update(state.server, aggregation.finalize(sums))
+  clients = jax.tree.map(lambda a, b: a.at[ids].set(b, mode="drop"),
+                         state.clients, new_clients)
+  uplink = metrics.pop("uplink_bits")
+  downlink = broadcast_bits(state.server.params)
+  ledger = state.ledger.record(ids, valid, uplink, downlink)
+
+  out = {k: jnp.sum(jnp.where(valid, v, 0)) / s for k, v in metrics.items()}
+  out["round_uplink_bits"] = bitcount_sum(uplink, where=valid)
+  out["round_downlink_bits"] = bitcount_sum(
+      BitCount(jnp.broadcast_to(downlink.hi, (s_pad,)),
+               jnp.broadcast_to(downlink.lo, (s_pad,))), where=valid)
+  out["uplink_bits"], out["downlink_bits"] = ledger.totals()
+  per_client = {"clients": ids, "uplink_bits": uplink}
+  return SimulationState(server, clients, ledger, rng), (out, per_client)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _evaluate(model, params, test):
+  x, y, mask = test
+
+  def chunk(c):
+    xb, yb, mb = c
+    m = model.evaluate(params, {"x": xb, "y": yb})
+    return {k: jnp.sum(jnp.where(mb, v, 0)) for k, v in m.items()}
+
+  sums = jax.lax.map(chunk, (x, y, mask))
+  return {k: jnp.sum(v) / jnp.sum(mask) for k, v in sums.items()}
+
+
+def _chunk(x, y, batch_size):
+  """Test data as ``(chunks, batch_size, ...)`` arrays and a validity mask."""
+  x, y = np.asarray(x), np.asarray(y)
+  n = x.shape[0]
+  size = -(-n // batch_size) * batch_size
+
+  def pad(a):
+    a = np.concatenate([a, np.zeros((size - n,) + a.shape[1:], a.dtype)])
+    return a.reshape((-1, batch_size) + a.shape[1:])
+
+  return pad(x), pad(y), (np.arange(size) < n).reshape(-1, batch_size)
+
+
+class Simulation:
+  """Runs a :class:`FederatedAlgorithm` over simulated clients.
+
+  Example::
+
+    algo = sj.federated.sapef(model, optax.sgd(0.05, momentum=0.9),
+                              sj.top_k(0.01, scope="global"), alpha=0.85)
+    sim = sj.federated.Simulation(algo, clients=partition,
+                                  clients_per_round=10, test_data=test)
+    for rnd, metrics in sim.run(num_rounds=200):
+      ...
+
+  ``sim.state`` is a pytree (server params and round, all client states, the
+  ledger, the PRNG key); ``sim.restore(state)`` continues bit-exactly.
+  """
+
+  def __init__(self, algo: FederatedAlgorithm, clients: ClientData,
+               clients_per_round: int, *, seed: int = 0, params=None,
+               test_data=None, eval_every: int = 1, eval_batch_size: int = 256,
+               probe_size: int = 64, mesh: Mesh | None = None,
+               client_batch_size: int | None = None):
+    """Builds the initial state and the jitted round.
+
+    Args:
+      algo: the algorithm.
+      clients: the partitioned training data.
+      clients_per_round: ``S``, in ``[1, N]``.
+      seed: seeds the model init (unless ``params``), sampling and batches.
+      params: initial global params (default ``algo.model.init``).
+      test_data: ``Dataset`` or ``(x, y)`` for the test metrics; its first
+        ``probe_size`` examples are also the held-out probe batch of the
+        gradient mismatch (``probe_size=0`` turns that off).
+      eval_every: evaluate every this many rounds (and at the end of ``run``).
+      eval_batch_size: examples per evaluation chunk.
+      mesh: a mesh with a ``"clients"`` axis (:func:`client_mesh`) to split
+        clients over devices with ``shard_map``; ``None``: one device, vmap.
+      client_batch_size: vectorise this many clients at a time per device
+        (``lax.map``) instead of all of them (``None``).
+    """
+    n = clients.num_clients
+    if not 1 <= clients_per_round <= n:
+      raise ValueError(f"clients_per_round must be in [1, {n}], "
+                       f"got {clients_per_round}")
+    if eval_every < 1:
+      raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    if mesh is not None and CLIENTS not in mesh.axis_names:
+      raise ValueError(f"mesh needs a {CLIENTS!r} axis, has {mesh.axis_names}")
+    self.algo = algo
+    self.eval_every = eval_every
+    devices = 1 if mesh is None else mesh.shape[CLIENTS]
+    self.config = RoundConfig(algo, n, clients_per_round,
+                              -(-clients_per_round // devices) * devices,
+                              mesh, client_batch_size)
+    self._sharding = None if mesh is None else NamedSharding(mesh, P())
+    self.data = self._put(ClientArrays(
+        clients.x, clients.y, clients.padded_indices(),
+        clients.sizes.astype(np.int32)))
+    self._test = self._probe = None
+    if test_data is not None:
+      tx, ty = _as_xy(test_data)
+      self._test = self._put(_chunk(tx, ty, eval_batch_size))
+      if probe_size:
+        self._probe = self._put({"x": tx[:probe_size], "y": ty[:probe_size]})
+    init = jax.jit(functools.partial(_initial_state, algo, n),
+                   out_shardings=self._sharding)
+    self._state = init(jax.random.key(seed), params)
+    self._round = 0
+
+  # -- state -----------------------------------------------------------------
+
+  def _put(self, tree):
+    if self._sharding is None:
+      return jax.device_put(tree, may_alias=False)
+    return jax.device_put(tree, self._sharding, may_alias=False)
+
+  @property
+  def state(self) -> SimulationState:
+    """The current state; its buffers are donated to the next round."""
+    return self._state
+
+  def restore(self, state: SimulationState) -> None:
+    """Continues from ``state`` (copied; e.g. a restored checkpoint)."""
+    self._state = self._put(state)
+    self._round = int(_to_host(self._state.server.round))
+
+  @property
+  def round(self) -> int:
+    """Rounds completed."""
+    return self._round
+
+  @property
+  def params(self):
+    """The global model."""
+    return self._state.server.params
+
+  # -- running ---------------------------------------------------------------
+
+  def step(self, evaluate: bool | None = None) -> tuple[dict, dict]:
+    """Runs one round.
+
+    Args:
+      evaluate: compute test metrics; ``None``: every ``eval_every`` rounds.
+
+    Returns:
+      ``(metrics, per_client)``. ``metrics``: Python scalars, ``round``
+      (rounds completed), means over the sampled clients (``train_loss``,
+      ``train_<metric>``, ``residual_norm``, ``drift`` = ``||y_H - w||``,
+      ``grad_mismatch``), exact ``round_uplink_bits``,
+      ``round_downlink_bits``, cumulative ``uplink_bits``, ``downlink_bits``
+      (ints) and ``uplink_bytes``, ``downlink_bytes``, ``total_bytes``
+      (floats), and ``test_<metric>`` when evaluated. ``per_client``:
+      ``clients`` (the ``S`` sampled ids) and their ``uplink_bits``.
+    """
+    self._state, (out, per_client) = run_round(self.config, self._state,
+                                               self.data, self._probe)
+    out, per_client = _to_host((out, per_client))
+    self._round += 1
+    metrics = {"round": self._round}
+    for k, v in out.items():
+      metrics[k] = exact(v) if isinstance(v, BitCount) else float(v)
+    metrics["uplink_bytes"] = metrics["uplink_bits"] / 8
+    metrics["downlink_bytes"] = metrics["downlink_bits"] / 8
+    metrics["total_bytes"] = metrics["uplink_bytes"] + metrics["downlink_bytes"]
+    if evaluate is None:
+      evaluate = self._round % self.eval_every == 0
+    if evaluate and self._test is not None:
+      metrics.update({f"test_{k}": v for k, v in self.evaluate().items()})
+    s = self.config.clients_per_round
+    per_client = {"clients": np.asarray(per_client["clients"][:s]),
+                  "uplink_bits": exact_array(jax.tree.map(
+                      lambda a: a[:s], per_client["uplink_bits"]))}
+    return metrics, per_client
+
+  def run(self, num_rounds: int) -> Iterator[tuple[int, dict]]:
+    """Runs until ``num_rounds`` rounds are completed (continues a restore).
+
+    Yields:
+      ``(round, metrics)`` after each round (see :meth:`step`); the last
+      round is always evaluated.
+    """
+    while self._round < num_rounds:
+      metrics, _ = self.step(evaluate=True if self._round + 1 == num_rounds
+                             else None)
+      yield metrics["round"], metrics
+
+  # -- evaluation ------------------------------------------------------------
+
+  def evaluate(self, params=None) -> dict[str, float]:
+    """Test metrics of ``params`` (default: the global model)."""
+    if self._test is None:
+      raise ValueError("no test_data given")
+    out = _evaluate(self.algo.model, self.params if params is None else params,
+                    self._test)
+    return {k: float(v) for k, v in _to_host(out).items()}

@@ -1,0 +1,152 @@
+"""Algorithm semantics: equivalences and a hand-written SA-PEF reference."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import sparsejax as sj
+from sparsejax import federated as fed
+from tests.federated import problem
+
+ROUNDS = 3
+
+
+def test_ef_with_identity_equals_fedavg():
+  a, b = problem.simulation("fedavg"), problem.simulation("ef_identity")
+  problem.run(a, ROUNDS)
+  problem.run(b, ROUNDS)
+  problem.assert_trees_close(a.params, b.params)
+  np.testing.assert_array_equal(problem.residuals(b)["w"], 0.0)
+
+
+def test_fedprox_mu_zero_equals_fedavg():
+  a, b = problem.simulation("fedavg"), problem.simulation("fedprox", mu=0.0)
+  problem.run(a, ROUNDS)
+  problem.run(b, ROUNDS)
+  problem.assert_trees_close(a.params, b.params)
+
+
+def test_fedprox_keeps_local_models_closer():
+  (avg, _), = problem.run(problem.simulation("fedavg"), 1)
+  (prox, _), = problem.run(problem.simulation("fedprox", mu=5.0), 1)
+  # Same seed: same clients and minibatches; only the proximal term differs.
+  assert prox["drift"] < 0.8 * avg["drift"]
+
+
+def test_sapef_alpha_zero_equals_ef_fedavg():
+  a, b = problem.simulation("ef_topk"), problem.simulation("sapef", alpha=0.0)
+  problem.run(a, ROUNDS)
+  problem.run(b, ROUNDS)
+  problem.assert_trees_close(a.params, b.params)
+  problem.assert_trees_close(problem.residuals(a), problem.residuals(b))
+
+
+def _top_k(v, k):
+  out = np.zeros_like(v)
+  idx = np.argsort(-np.abs(v))[:k]
+  out[idx] = v[idx]
+  return out
+
+
+def reference_round(before, data, ids, alpha, k=3):
+  """SA-PEF (ALGORITHMS.md section 2) client by client, plain SGD by hand."""
+  w, unravel = ravel_pytree(before.server.params)
+  w = np.asarray(w, np.float64)
+  residuals = jax.vmap(lambda t: ravel_pytree(t)[0])(
+      sj.residual(before.clients.uplink))
+  residuals = np.asarray(residuals, np.float64)
+  client_key = jax.random.split(jax.random.wrap_key_data(before.rng), 3)[2]
+  grad = jax.jit(jax.grad(lambda p, b: problem.MODEL.loss(unravel(p), b)[0]))
+  batches = jax.jit(fed.local_batches, static_argnums=(3, 4))
+  total, weight = np.zeros_like(w), 0.0
+  for i in ids:
+    e = residuals[i]
+    examples = batches(jax.random.fold_in(client_key, i),
+                                 data.indices[i], data.sizes[i],
+                                 problem.LOCAL_STEPS, problem.BATCH)
+    y = w + alpha * e                                       # y0 = w + alpha e
+    for t in range(problem.LOCAL_STEPS):
+      batch = {"x": data.x[examples[t]], "y": data.y[examples[t]]}
+      y = y - problem.LR * np.asarray(grad(jnp.asarray(y, jnp.float32), batch))
+    u = (y - w) + (1 - alpha) * e                           # delta from w
+    sent = _top_k(u, k)
+    residuals[i] = u - sent                                 # e <- u - C(u)
+    n = float(data.sizes[i])
+    total, weight = total + n * sent, weight + n
+  return w + total / weight, residuals
+
+
+@pytest.mark.parametrize("alpha", [0.7, 1.0])
+def test_sapef_matches_per_client_reference(alpha):
+  sim = problem.simulation("sapef", alpha=alpha)
+  for _ in range(3):  # later rounds start from non-zero residuals
+    before = problem.to_numpy(sim.state)  # the live state is donated
+    before_residuals = problem.to_numpy(problem.residuals(sim))
+    (_, per_client), = problem.run(sim, 1)
+    ids = per_client["clients"]
+    w, residuals = reference_round(before, sim.data, ids, alpha)
+    np.testing.assert_allclose(ravel_pytree(sim.params)[0], w, rtol=1e-4,
+                               atol=1e-6)
+    got = jax.vmap(lambda t: ravel_pytree(t)[0])(problem.residuals(sim))
+    np.testing.assert_allclose(got, residuals, rtol=1e-4, atol=1e-6)
+    if alpha == 1.0:  # SAEF: the next start point holds the whole residual
+      client = jax.tree.map(lambda x: x[ids[0]], sim.state.clients)
+      start = sim.algo.client_init(sim.state.server, client).params
+      np.testing.assert_allclose(ravel_pytree(start)[0],
+                                 w + residuals[ids[0]], rtol=1e-4, atol=1e-6)
+    unsampled = np.setdiff1d(np.arange(problem.NUM_CLIENTS), ids)
+    problem.assert_trees_close(  # persisted bit for bit
+        jax.tree.map(lambda r: r[unsampled], problem.residuals(sim)),
+        jax.tree.map(lambda r: r[unsampled], before_residuals), 0, 0)
+
+
+def test_theory_alpha():
+  assert fed.theory_alpha(0.125, 1) == pytest.approx(1 / (1 + 12 / 64))
+  algo = fed.sapef(problem.MODEL, optax.sgd(0.01), sj.top_k(k=1),
+                   alpha="auto", local_lr=0.01, smoothness=2.0, local_steps=5)
+  assert isinstance(algo, fed.FederatedAlgorithm)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half", float("nan")])
+def test_alpha_outside_unit_interval_raises(bad):
+  with pytest.raises(ValueError, match="alpha"):
+    fed.sapef(problem.MODEL, optax.sgd(0.1), sj.top_k(k=1), alpha=bad)
+
+
+def test_bad_algorithm_arguments_raise():
+  with pytest.raises(ValueError, match="local_lr"):
+    fed.sapef(problem.MODEL, optax.sgd(0.1), sj.top_k(k=1), alpha="auto")
+  with pytest.raises(ValueError, match="aggregation"):
+    fed.fedavg(problem.MODEL, optax.sgd(0.1), aggregation="median")
+  with pytest.raises(ValueError, match="mu"):
+    fed.fedprox(problem.MODEL, optax.sgd(0.1), mu=-1.0)
+  with pytest.raises(ValueError, match="local_steps"):
+    fed.fedavg(problem.MODEL, optax.sgd(0.1), local_steps=0)
+
+
+def test_classifier_rejects_batch_norm():
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  class BN(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      return nn.Dense(2)(nn.BatchNorm(use_running_average=not train)(x))
+
+  model = fed.classifier(BN(), jnp.zeros((1, 3)))
+  with pytest.raises(ValueError, match="norm"):
+    jax.eval_shape(model.init, jax.random.key(0))
+
+
+def test_classifier_loss_and_evaluate():
+  from sparsejax.models.mlp import MLP  # pylint: disable=g-import-not-at-top
+  model = fed.classifier(MLP(features=(8,), num_classes=3), jnp.zeros((1, 4)))
+  params = jax.eval_shape(model.init, jax.random.key(0))
+  batch = {"x": jnp.zeros((5, 4)), "y": jnp.zeros((5,), jnp.int32)}
+  loss, metrics = jax.eval_shape(model.loss, params, batch)
+  assert loss.shape == () and metrics["accuracy"].shape == ()
+  per_example = jax.eval_shape(model.evaluate, params, batch)
+  assert {k: v.shape for k, v in per_example.items()} == {
+      "loss": (5,), "accuracy": (5,)}

@@ -1,0 +1,184 @@
+"""The engine: backends agree, sampling, padding, ledger, resume, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sparsejax as sj
+from sparsejax import federated as fed
+from sparsejax import parallel
+from sparsejax.training import Checkpointer
+from tests.federated import problem
+
+
+def _rounds_agree(a, b, rounds=3):
+  ra, rb = problem.run(a, rounds), problem.run(b, rounds)
+  for (ma, pa), (mb, pb) in zip(ra, rb):
+    np.testing.assert_array_equal(pa["clients"], pb["clients"])
+    np.testing.assert_array_equal(pa["uplink_bits"], pb["uplink_bits"])
+    assert ma.keys() == mb.keys()
+    for k in ma:
+      assert ma[k] == pytest.approx(mb[k], rel=1e-5, abs=1e-6), k
+  problem.assert_trees_close(a.state, b.state)
+
+
+@pytest.mark.parametrize("backend", [
+    dict(mesh="4 devices"),           # S = 3 padded to 4, one client per device
+    dict(client_batch_size=2),        # lax.map over chunks of 2 clients
+])
+def test_backends_match_vmap(backend):
+  if "mesh" in backend:
+    backend = dict(mesh=fed.client_mesh(4))
+  options = dict(alpha=0.5, aggregation="support")
+  _rounds_agree(problem.simulation("sapef", **options),
+                problem.simulation("sapef", **options, **backend))
+
+
+def test_vmap_matches_python_loop_over_clients():
+  sim = problem.simulation("sapef", alpha=0.5, aggregation="support")
+  algo = sim.algo
+  update = jax.jit(fed.client_update, static_argnums=0)
+  before = problem.to_numpy(sim.state)
+  (_, per_client), = problem.run(sim, 1)
+  client_key = jax.random.split(jax.random.wrap_key_data(before.rng), 3)[2]
+  server = before.server
+  sums = None
+  for i in per_client["clients"]:
+    client = jax.tree.map(lambda x: x[i], before.clients)
+    message, client, _ = update(
+        algo, server, client, sim.data.indices[i], sim.data.sizes[i],
+        jax.random.fold_in(client_key, i), sim.data.x, sim.data.y)
+    problem.assert_trees_close(
+        client, jax.tree.map(lambda x: x[i], sim.state.clients))
+    one = fed.client_sums(jax.tree.map(lambda x: x[None], message),
+                          sim.data.sizes[i][None].astype(jnp.float32),
+                          "support")
+    sums = one if sums is None else jax.tree.map(jnp.add, sums, one)
+  expected = jax.tree.map(lambda w, u: w + u, server.params,
+                          fed.finalize(sums))
+  problem.assert_trees_close(sim.params, expected)
+
+
+def test_sampling_distinct_deterministic_uniform():
+  sim = problem.simulation("fedavg")
+  picks = [p["clients"] for _, p in problem.run(sim, 300)]
+  for ids in picks:
+    assert len(set(ids.tolist())) == problem.PER_ROUND
+    assert ids.min() >= 0 and ids.max() < problem.NUM_CLIENTS
+  counts = np.bincount(np.concatenate(picks), minlength=problem.NUM_CLIENTS)
+  expected = 300 * problem.PER_ROUND / problem.NUM_CLIENTS
+  assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected)), counts
+  again = [p["clients"] for _, p in problem.run(problem.simulation("fedavg"), 3)]
+  np.testing.assert_array_equal(np.stack(again), np.stack(picks[:3]))
+  other = [p["clients"] for _, p in
+           problem.run(problem.simulation("fedavg", seed=1), 3)]
+  assert not np.array_equal(np.stack(other), np.stack(picks[:3]))
+
+
+def test_local_batches_use_valid_examples_only():
+  row = jnp.array([7, 3, 9, 5, -1, -1, -1])
+  ids = fed.local_batches(jax.random.key(0), row, 4, 3, 4)
+  assert ids.shape == (3, 4)
+  assert set(np.asarray(ids[0]).tolist()) == {7, 3, 9, 5}  # an epoch first
+  assert set(np.asarray(ids).ravel().tolist()) <= {7, 3, 9, 5}
+
+
+def test_padding_never_contributes():
+  """Point every padded slot at the garbage example (x = 1e4): no change."""
+  clean, dirty = problem.simulation("fedavg"), problem.simulation("fedavg")
+  d = dirty.data
+  valid = jnp.arange(d.indices.shape[1])[None, :] < d.sizes[:, None]
+  assert not np.all(valid)
+  dirty.data = d._replace(indices=jnp.where(valid, d.indices, 0))
+  problem.run(clean, 3)
+  problem.run(dirty, 3)
+  problem.assert_trees_close(clean.params, dirty.params, 0, 0)
+
+
+def test_ledger_dense_fedavg():
+  sim = problem.simulation("fedavg")
+  dense = problem.NUM_PARAMS * 32
+  total = 0
+  for m, p in problem.run(sim, 3):
+    assert m["round_uplink_bits"] == problem.PER_ROUND * dense
+    assert m["round_downlink_bits"] == problem.PER_ROUND * dense
+    assert list(p["uplink_bits"]) == [dense] * problem.PER_ROUND
+    total += m["round_uplink_bits"]
+    assert m["uplink_bits"] == total and m["downlink_bits"] == total
+    assert m["uplink_bytes"] == total / 8
+  ledger = sim.state.ledger
+  rounds = np.asarray(ledger.rounds)
+  np.testing.assert_array_equal(
+      fed.ledger.exact_array(ledger.uplink), rounds * dense)
+
+
+def test_ledger_top_k_global_one_percent():
+  sim = problem.simulation("ef_topk_1pct")
+  k = int(0.01 * problem.NUM_PARAMS)
+  for m, p in problem.run(sim, 2):
+    assert m["round_uplink_bits"] == problem.PER_ROUND * k * 64
+    assert sum(p["uplink_bits"]) == m["round_uplink_bits"]
+  counters = sim.state.clients.uplink.inner_state.counters  # the compressor's
+  np.testing.assert_array_equal(
+      fed.ledger.exact_array(counters.bits),
+      fed.ledger.exact_array(sim.state.ledger.uplink))
+
+
+def test_bitcount_sum_is_exact_beyond_32_bits():
+  big = sj.BitCount(jnp.array([1, 0, 3], jnp.uint32),
+                    jnp.array([2**32 - 1, 2**32 - 1, 5], jnp.uint32))
+  expected = (1 << 32) + 2**32 - 1 + 2**32 - 1 + (3 << 32) + 5
+  assert sj.exact(fed.bitcount_sum(big)) == expected
+  assert sj.exact(fed.bitcount_sum(big, where=jnp.array([0, 1, 0], bool))) \
+      == 2**32 - 1
+
+
+def test_exact_resume(tmp_path):
+  full = problem.simulation("sapef", alpha=0.5)
+  problem.run(full, 4)
+  first = problem.simulation("sapef", alpha=0.5)
+  problem.run(first, 2)
+  with Checkpointer(tmp_path) as ckpt:
+    ckpt.save(2, first.state)
+    ckpt.wait()
+    fresh = problem.simulation("sapef", alpha=0.5, seed=123)
+    fresh.restore(ckpt.restore(2, target=fresh.state))
+  assert fresh.round == 2
+  list(fresh.run(4))
+  assert fresh.round == 4
+  problem.assert_trees_close(fresh.state, full.state, 0, 0)
+
+
+def test_support_aggregation_by_hand():
+  tx = sj.top_k(k=2)
+  state = tx.init(jnp.zeros(4))
+  m1, _ = tx.encode(jnp.array([4., 0., 2., 0.1]), state)   # sends 0, 2
+  m2, _ = tx.encode(jnp.array([0., 1., -6., 0.]), state)   # sends 1, 2
+  messages = jax.tree.map(lambda a, b: jnp.stack([a, b]), m1, m2)
+  weights = jnp.array([1., 3.])
+  support = fed.finalize(fed.client_sums(messages, weights, "support"))
+  np.testing.assert_allclose(support, [4., 1., (2. - 18.) / 4, 0.])
+  mean = fed.finalize(fed.client_sums(messages, weights, "mean"))
+  np.testing.assert_allclose(mean, [1., 0.75, (2. - 18.) / 4, 0.])
+
+
+def test_bad_simulation_arguments_raise():
+  algo = problem.algorithm("fedavg")
+  for s in (0, problem.NUM_CLIENTS + 1):
+    with pytest.raises(ValueError, match="clients_per_round"):
+      fed.Simulation(algo, problem.clients(), s)
+  with pytest.raises(ValueError, match="clients"):
+    fed.Simulation(algo, problem.clients(), 2, mesh=parallel.data_mesh(2))
+
+
+def test_test_metrics_and_grad_mismatch():
+  x, y = problem.data(seed=5)
+  sim = problem.simulation("sapef", alpha=1.0, test_data=(x[1:], y[1:]),
+                           probe_size=32)
+  before = sim.evaluate()
+  metrics = [m for _, m in sim.run(3)]
+  assert "test_accuracy" in metrics[-1]
+  assert metrics[-1]["test_loss"] < before["loss"]
+  assert metrics[0]["grad_mismatch"] == pytest.approx(0.0, abs=1e-9)  # e = 0
+  assert metrics[-1]["grad_mismatch"] > 0.0
