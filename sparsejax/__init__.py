@@ -6,6 +6,7 @@ from sparsejax.compress import Compressor
 from sparsejax.compress import CompressorState
 from sparsejax.compress import DenseMessage
 from sparsejax.compress import FlatMessage
+from sparsejax.compress import MaskedMessage
 from sparsejax.compress import QuantizedMessage
 from sparsejax.compress import SeededMessage
 from sparsejax.compress import SignMessage
@@ -59,6 +60,7 @@ __all__ = [
     "EnergyLedger",
     "ErrorFeedbackState",
     "FlatMessage",
+    "MaskedMessage",
     "QuantizedMessage",
     "SeededMessage",
     "SignMessage",

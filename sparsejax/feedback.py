@@ -16,7 +16,8 @@ Invariant (tested): with ``carry=1``, ``sum_t m_t + e_T == sum_t a_t``.
 Non-finite policy: if any float entry of ``g_t`` is NaN or +-inf, nothing is
 sent (the output is zeros), the residual, PRNG key and counters are left as
 they were, and ``nonfinite_steps`` is incremented. A poisoned gradient thus
-never enters the residual.
+never enters the residual. ``step`` (the schedule's clock) counts every step
+seen, skipped ones included, like the optimizer that follows.
 """
 
 from __future__ import annotations
@@ -150,4 +151,4 @@ def residual(state: Any) -> Any:
   return found[0].residual
 
 
-error_feedback.static_args = ()
+error_feedback.static_args = ("residual_dtype",)

@@ -16,6 +16,7 @@ from sparsejax.compress.costs import energy_table_costs
 from sparsejax.compress.costs import uniform_costs
 from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import FlatMessage
+from sparsejax.compress.messages import MaskedMessage
 from sparsejax.compress.messages import QuantizedMessage
 from sparsejax.compress.messages import SeededMessage
 from sparsejax.compress.messages import SignMessage

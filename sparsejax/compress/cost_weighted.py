@@ -58,7 +58,8 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
       all of it); selections that do not fit are counted as overflow.
     value_dtype: wire dtype of the values.
 
-  Static under ``optax.inject_hyperparams``: ``power``, ``max_ratio``.
+  Static under ``optax.inject_hyperparams``: ``costs``, ``power``,
+  ``max_ratio``, ``value_dtype``.
 
   Example:
     >>> import jax.numpy as jnp, sparsejax as sj
@@ -118,4 +119,4 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
   return Compressor(init, encode)
 
 
-cost_weighted.static_args = ("power", "max_ratio", "value_dtype")
+cost_weighted.static_args = ("costs", "power", "max_ratio", "value_dtype")

@@ -11,6 +11,7 @@ message              bits on the wire
 ===================  ==========================================================
 DenseMessage         ``n * bits(dtype)``
 SparseMessage        ``count * value_bits + index_bits (+ 32 if variable size)``
+MaskedMessage        as SparseMessage (a threshold's message, held densely)
                      with ``index_bits = 32 * count`` ("int32"), ``n``
                      ("bitmap") or the smaller of the two ("auto")
 SeededMessage        ``k * value_bits + 64`` (indices regenerated from the seed)
@@ -89,6 +90,30 @@ class SparseMessage:
 
   def size(self) -> tuple[BitCount, BitCount]:
     return sparse_size(self.sent, _numel(self.shape),
+                       dtype_bits(self.values.dtype), self.index_encoding,
+                       self.variable_size)
+
+
+@struct.dataclass
+class MaskedMessage:
+  """A sparse message held densely: the kept entries, zeros elsewhere.
+
+  On the wire it is the same as a :class:`SparseMessage` with ``count``
+  entries (same bits); in memory it skips the compaction, which is what a
+  threshold with an unbounded buffer wants (dense decode, dense all-reduce).
+  """
+  values: jax.Array
+  count: jax.Array
+  shape: tuple[int, ...] = struct.field(pytree_node=False)
+  dtype: Any = struct.field(pytree_node=False)
+  index_encoding: str = struct.field(pytree_node=False, default="int32")
+  variable_size: bool = struct.field(pytree_node=False, default=True)
+
+  def to_dense(self) -> jax.Array:
+    return self.values.astype(self.dtype).reshape(self.shape)
+
+  def size(self) -> tuple[BitCount, BitCount]:
+    return sparse_size(self.count, _numel(self.shape),
                        dtype_bits(self.values.dtype), self.index_encoding,
                        self.variable_size)
 
@@ -201,8 +226,8 @@ class FlatMessage:
                         for p in self.passthrough])
 
 
-MESSAGE_TYPES = (DenseMessage, SparseMessage, SeededMessage, QuantizedMessage,
-                 SignMessage, FlatMessage)
+MESSAGE_TYPES = (DenseMessage, SparseMessage, MaskedMessage, SeededMessage,
+                 QuantizedMessage, SignMessage, FlatMessage)
 
 
 def is_message(x) -> bool:

@@ -81,7 +81,7 @@ def cast(dtype=jnp.bfloat16) -> Compressor:
   return make_compressor(encode_vector)
 
 
-cast.static_args = ()
+cast.static_args = ("dtype",)
 
 
 def identity() -> Compressor:

@@ -18,6 +18,7 @@ from sparsejax.compress.base import check_at_least
 from sparsejax.compress.base import check_ratio
 from sparsejax.compress.base import make_compressor
 from sparsejax.compress.messages import INDEX_ENCODINGS
+from sparsejax.compress.messages import MaskedMessage
 from sparsejax.compress.messages import SeededMessage
 from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import random_indices
@@ -66,7 +67,7 @@ def top_k(ratio: float | None = None, *, k: int | None = None,
     value_dtype: wire dtype of the values (default: the update's dtype).
     index_encoding: ``"int32"``, ``"bitmap"`` or ``"auto"`` (the cheaper).
 
-  Static under ``optax.inject_hyperparams``: ``ratio``, ``k``.
+  Static under ``optax.inject_hyperparams``: ``ratio``, ``k``, ``value_dtype``.
 
   Example:
     >>> import jax.numpy as jnp, sparsejax as sj
@@ -99,8 +100,11 @@ def blockwise_top_k(ratio: float, block_size: int = 1024, *,
   """Exact top ``ceil(k / num_blocks)`` of every block of ``block_size``.
 
   ``k = max(1, floor(ratio * n))``; approximate top-k globally, exact per
-  block, and cheap on accelerators (no global selection). Contractive.
-  Static under ``optax.inject_hyperparams``: ``ratio``, ``block_size``.
+  block, and cheap on accelerators (no global selection). Contractive with
+  ``||x - C(x)||^2 <= (1 - k_b / B) ||x||^2`` for ``k_b`` kept per block of
+  ``B`` (not ``1 - k/d``: a block may hold fewer large entries than others).
+  Static under ``optax.inject_hyperparams``: ``ratio``, ``block_size``,
+  ``value_dtype``.
 
   Example:
     >>> import jax.numpy as jnp, sparsejax as sj
@@ -146,7 +150,9 @@ def hard_threshold(threshold: float | None = None, *,
     threshold: ``lambda >= 0`` (may be traced under ``inject_hyperparams``).
       :func:`volume_matched_threshold` gives Sahu et al.'s ``1/(2 sqrt(k))``.
     capacity: buffer size per leaf as a fraction of the leaf (default: the
-      whole leaf, never overflows). Selected entries beyond it are not sent
+      whole leaf, never overflows, and the message is a
+      :class:`MaskedMessage`, kept dense in memory). Selected entries beyond
+      a capacity are not sent
       (they stay in the error-feedback residual) and are counted in
       ``comm_stats(state)["overflow"]``.
     value_dtype: wire dtype of the values.
@@ -157,7 +163,8 @@ def hard_threshold(threshold: float | None = None, *,
       takes ``budget_options``: ``unit``, ``adapt_rate``, ``reserve``, ...).
     num_steps: the planned number of steps, with ``budget``.
 
-  Static under ``optax.inject_hyperparams``: ``capacity``.
+  Static under ``optax.inject_hyperparams``: ``capacity``, ``value_dtype``,
+  ``budget``, ``num_steps``.
 
   Example:
     >>> import jax.numpy as jnp, sparsejax as sj
@@ -171,6 +178,10 @@ def hard_threshold(threshold: float | None = None, *,
     gradient sparsification as total error minimization", NeurIPS 2021,
     https://arxiv.org/abs/2108.00951
   """
+  # optax.inject_hyperparams binds this signature and calls back with the
+  # collected ``**budget_options`` as one keyword named "budget_options".
+  budget_options = {**budget_options.pop("budget_options", {}),
+                    **budget_options}
   if (threshold is None) == (budget is None):
     raise ValueError("give exactly one of threshold and budget")
   if budget is not None:
@@ -188,8 +199,13 @@ def hard_threshold(threshold: float | None = None, *,
 
   def encode_vector(x, key):
     del key
-    n = x.shape[0]
-    max_count = n if capacity is None else math.ceil(capacity * n)
+    wire = x.dtype if value_dtype is None else value_dtype
+    if capacity is None:  # every entry fits: no compaction needed
+      keep = jnp.abs(x).astype(jnp.float32) >= threshold  # no rounding of lambda
+      return MaskedMessage(jnp.where(keep, x, 0).astype(wire),
+                           jnp.sum(keep, dtype=jnp.int32), x.shape, x.dtype,
+                           index_encoding)
+    max_count = math.ceil(capacity * x.shape[0])
     values, indices, count = kernels.threshold_select(x, threshold, max_count)
     return _sparse(x, values, indices, count, value_dtype, index_encoding,
                    variable_size=True)
@@ -218,7 +234,7 @@ def random_k(ratio: float | None = None, *, k: int | None = None,
   ``scaled=True`` multiplies by ``d/k`` (unbiased: ``E[C(x)] = x``);
   ``scaled=False`` is contractive (``E||x - C(x)||^2 = (1 - k/d)||x||^2``).
   Only the values and the 64-bit key are sent.
-  Static under ``optax.inject_hyperparams``: ``ratio``, ``k``.
+  Static under ``optax.inject_hyperparams``: ``ratio``, ``k``, ``value_dtype``.
 
   References:
     Stich, Cordonnier, Jaggi, "Sparsified SGD with memory", NeurIPS 2018,

@@ -13,7 +13,9 @@ How it crosses the wire, per message type:
   is ``psum``-ed instead (``sparse_crossover=False`` forces the gather).
   Buffers are static-size: threshold messages of varying counts are gathered
   at their capacity, and their bits are counted from the real count.
-* full-precision dense messages (``identity``): one ``pmean`` all-reduce;
+* full-precision dense messages (``identity``) and threshold messages held
+  densely (:class:`MaskedMessage`, whose buffer is the whole tensor, far
+  above the crossover): one ``pmean`` all-reduce;
 * other messages (quantized, sign, seeded, cast): all-gather of the message
   in its wire dtypes, decoded and averaged on every device.
 """
@@ -29,6 +31,7 @@ import jax.numpy as jnp
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import FlatMessage
+from sparsejax.compress.messages import MaskedMessage
 from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import is_message
 
@@ -53,7 +56,8 @@ def _mean(m, axis_name, sparse_crossover):
                      ).to_dense()
   if isinstance(m, SparseMessage):
     return _sparse_mean(m, axis_name, sparse_crossover)
-  if isinstance(m, DenseMessage) and m.values.dtype == m.dtype:
+  if isinstance(m, MaskedMessage) or (isinstance(m, DenseMessage)
+                                      and m.values.dtype == m.dtype):
     return jax.lax.pmean(m.to_dense(), axis_name)  # a plain all-reduce
   gathered = jax.lax.all_gather(m, axis_name)
   return jnp.mean(jax.vmap(lambda x: x.to_dense())(gathered), axis=0
