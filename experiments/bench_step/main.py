@@ -9,10 +9,9 @@ Prints the median step times and their ratio (target: <= 1.15 on GPU for a
 ResNet-18-sized model) and writes JSON.
 """
 
-import os
+from experiments import cpu_devices
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8")
+cpu_devices.force(8)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import json

@@ -8,12 +8,13 @@ same ``--workdir`` resumes each method exactly (residuals included). On CPU,
 ``config.num_devices`` > 1 uses forced host devices.
 """
 
-import os
+from experiments import cpu_devices
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8")
+cpu_devices.force(8)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
