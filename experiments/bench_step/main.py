@@ -9,9 +9,9 @@ Prints the median step times and their ratio (target: <= 1.15 on GPU for a
 ResNet-18-sized model) and writes JSON.
 """
 
-from experiments import cpu_devices
+from experiments import launch
 
-cpu_devices.force(8)
+launch.force_host_devices(8)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import json

@@ -1,17 +1,9 @@
 """ResNet-9 for CIFAR (Page's DAWNBench network).
 
-BatchNorm handling, in short (details in :mod:`sparsejax.models.common`):
-with ``norm="batch"`` call ``model.apply(variables, x, train=True,
-mutable=["batch_stats"])`` to train and ``train=False`` to evaluate
-(``use_running_average = not train``). The running statistics live in the
-``"batch_stats"`` collection: local state, never compressed or communicated
-by sparsejax's compressors (they only see the updates of ``"params"``). In
-data-parallel training pass ``bn_axis_name`` (e.g. ``"data"``) so batch
-moments are averaged across devices (``nn.BatchNorm(axis_name=...)``); with
-the default ``None`` each device uses its own shard's moments. Federated
-users should prefer ``norm="group"`` (GroupNorm, stateless), since BatchNorm
-statistics are ill-defined across non-IID clients; ``norm="none"`` disables
-normalisation. Params are float32 whatever ``dtype``; logits are float32.
+``norm="batch" | "group" | "none"``; BatchNorm statistics are local state
+(never compressed), averaged over ``bn_axis_name`` in data-parallel training;
+federated users should prefer ``norm="group"``. Details in
+:mod:`sparsejax.models.common`.
 """
 
 from __future__ import annotations
