@@ -20,7 +20,10 @@ are sent; the rest stay in the error-feedback residual and are counted as
 the largest entries the budget left allows (up to the buffer), so the run
 ends on budget. ``lambda_0`` is the magnitude of the ``B/T``-th largest entry
 of the first update unless given. ``cap = ceil(capacity_factor * B / T)``
-is the static buffer size. Beyond ``T`` steps, only what is left is spent.
+bounds one message. When everything above the threshold fits (the usual
+case) the step costs one comparison pass; only a step over its allowance
+runs a top-``cap`` selection (``lax.cond``). The message is a
+:class:`~sparsejax.compress.messages.MaskedMessage`. Beyond ``T`` steps, only what is left is spent.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import math
 from typing import NamedTuple
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
@@ -39,7 +43,7 @@ from sparsejax.compress.accounting import CommCounters
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.base import check_at_least
 from sparsejax.compress.base import flatten_floats
-from sparsejax.compress.messages import SparseMessage
+from sparsejax.compress.messages import MaskedMessage
 from sparsejax.compress.messages import dtype_bits
 from sparsejax.compress.messages import message_size
 
@@ -116,36 +120,44 @@ def budgeted_hard_threshold(budget: float, num_steps: int, *,
   def encode(updates, state):
     leaves, treedef = jax.tree.flatten(updates)
     x, pack = flatten_floats(leaves, treedef)
+    n = x.shape[0]
     total = total_elements(x.dtype)
     per_step = total / num_steps
-    capacity = min(x.shape[0], math.ceil(capacity_factor * per_step))
-    values, indices = kernels.top_k_select(x, capacity)  # |values| descending
-    magnitude = jnp.abs(values).astype(jnp.float32)
-    first = min(capacity, max(1, round(per_step))) - 1
+    capacity = min(n, math.ceil(capacity_factor * per_step))
+    magnitude = jnp.abs(x).astype(jnp.float32)
     lam = state.threshold
-    if initial_threshold is None:
-      lam = jnp.where(state.step == 0, magnitude[first], lam)
-    above = jnp.sum(jnp.abs(x).astype(jnp.float32) >= lam, dtype=jnp.int32)
-    # The last planned step flushes what is left with the largest entries.
-    above = jnp.where(state.step == num_steps - 1, capacity, above)
+    if initial_threshold is None:  # the (B/T)-th largest magnitude
+      first = min(n, max(1, round(per_step)))
+      lam = lax.cond(state.step == 0,
+                     lambda: jnp.abs(kernels.top_k_select(x, first)[0][-1]
+                                     ).astype(jnp.float32),
+                     lambda: lam)
+    keep = magnitude >= lam
+    above = jnp.sum(keep, dtype=jnp.int32)
     later_steps = jnp.maximum(num_steps - 1 - state.step, 0)
     held_back = later_steps * np.int32(math.floor(reserve * per_step))
     allowed = jnp.clip(state.budget.left.clip_to_int32() - held_back,
                        0, capacity)
-    sent = jnp.minimum(above, allowed)
-    keep = jnp.arange(capacity) < sent
+
+    def largest_allowed():  # the `allowed` largest entries, largest first
+      values, indices = kernels.top_k_select(x, capacity)
+      sent = jnp.minimum(jnp.where(flush, capacity, above), allowed)
+      values = jnp.where(jnp.arange(capacity) < sent, values, 0)
+      return jnp.zeros_like(x).at[indices].set(values), sent
+
+    # The last planned step flushes what is left with the largest entries.
+    flush = state.step == num_steps - 1
+    dense, sent = lax.cond(flush | (above > allowed), largest_allowed,
+                           lambda: (jnp.where(keep, x, 0), above))
     wire = x.dtype if value_dtype is None else value_dtype
-    inner = SparseMessage(jnp.where(keep, values, 0).astype(wire),
-                          jnp.where(keep, indices, x.shape[0]), sent,
-                          x.shape, x.dtype, "int32", True)
-    message = pack(inner)
+    message = pack(MaskedMessage(dense.astype(wire), sent, x.shape, x.dtype))
     elements, bits = message_size(message)
     left = state.budget.left - BitCount.of(sent)
     target = state.budget.left.to_float() / (later_steps + 1).astype(
         jnp.float32)
     ratio = jnp.clip(sent / jnp.maximum(target, 1.0) - 1.0, -1.0, 1.0)
     new_state = BudgetedThresholdState(
-        state.counters.record(elements, bits, above - sent),
+        state.counters.record(elements, bits, jnp.maximum(above - sent, 0)),
         BudgetState(left), lam * jnp.exp(adapt_rate * ratio), state.step + 1)
     return message, new_state
 
