@@ -2,8 +2,9 @@
 
 import os
 
-# The collective timeout: XLA aborts a CPU collective after 40 s by default,
-# which 8 device threads on a loaded 2-core machine can exceed.
+# The same flags as the experiment binaries (see experiments/launch.py for
+# why: no intra-op threading under collectives, a longer collective timeout).
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
+    "--xla_cpu_multi_thread_eigen=false "
     "--xla_cpu_collective_call_terminate_timeout_seconds=600")

@@ -10,6 +10,7 @@ import sys
 
 os.environ["XLA_FLAGS"] = (
     "--xla_force_host_platform_device_count=2 "
+    "--xla_cpu_multi_thread_eigen=false "
     "--xla_cpu_collective_call_terminate_timeout_seconds=600")
 
 import jax  # pylint: disable=g-import-not-at-top
