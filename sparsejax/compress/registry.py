@@ -11,6 +11,7 @@ from sparsejax.compress.cost_weighted import cost_weighted
 from sparsejax.compress import sparsifiers
 from sparsejax.compress.base import Compressor
 
+#: Compressor factories by name, for configs.
 COMPRESSORS = {
     "top_k": sparsifiers.top_k,
     "blockwise_top_k": sparsifiers.blockwise_top_k,
@@ -30,8 +31,11 @@ _DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16,
 def create(name: str, **kwargs: Any) -> Compressor:
   """The compressor ``name`` built with ``kwargs`` (dtype names allowed).
 
-  >>> create("top_k", ratio=0.5).encode is not None
-  True
+  >>> import sparsejax as sj
+  >>> tx = sj.create_compressor("top_k", ratio=0.5)
+  >>> type(tx).__name__
+  'Compressor'
+
   """
   if name not in COMPRESSORS:
     raise ValueError(f"unknown compressor {name!r}; choose from "

@@ -219,7 +219,8 @@ hard_threshold.static_args = ("capacity", "value_dtype", "budget", "num_steps")
 def volume_matched_threshold(k: int) -> float:
   """Sahu et al.'s threshold matching the volume of top-k: ``1/(2 sqrt(k))``.
 
-  >>> round(volume_matched_threshold(11174), 6)
+  >>> import sparsejax as sj
+  >>> round(sj.volume_matched_threshold(11174), 6)
   0.00473
   """
   check_at_least(k, 1, "k")
