@@ -71,7 +71,8 @@ def run_method(name, algo, config, workdir, clients, test_ds):
       algo, clients, config.clients_per_round, seed=config.seed,
       test_data=test_ds, eval_every=config.eval_every,
       probe_size=config.probe_size, mesh=mesh,
-      client_batch_size=config.client_batch_size)
+      client_batch_size=config.client_batch_size,
+      dropout_rate=config.dropout_rate)
   checkpointer = training.Checkpointer(os.path.join(workdir, "checkpoints"))
   start = checkpointer.latest_step()
   if start is not None:

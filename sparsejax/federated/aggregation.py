@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import FlatMessage
+from sparsejax.compress.messages import MaskedMessage
 from sparsejax.compress.messages import SeededMessage
 from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import decode
@@ -49,6 +50,8 @@ def _support(m):
     return m.replace(inner=_support(m.inner))
   if isinstance(m, (SparseMessage, SeededMessage)):
     return m.replace(values=jnp.ones_like(m.values))
+  if isinstance(m, MaskedMessage):  # a threshold's kept entries are nonzero
+    return m.replace(values=(m.values != 0).astype(m.values.dtype))
   return DenseMessage(jnp.ones(m.shape, m.dtype), m.shape, m.dtype)
 
 

@@ -41,14 +41,19 @@ def bitcount_sum(counts: BitCount, where=None) -> BitCount:
   if counts.lo.shape[0] > MAX_SUMMANDS:
     raise ValueError(f"bitcount_sum handles <= {MAX_SUMMANDS} counts")
   if where is not None:
-    counts = _where(where, counts, BitCount(jnp.zeros_like(counts.hi),
-                                            jnp.zeros_like(counts.lo)))
+    counts = masked_bits(counts, where)
   lo_low = jnp.sum(counts.lo & np.uint32(0xFFFF), dtype=jnp.uint32)
   lo_high = jnp.sum(counts.lo >> 16, dtype=jnp.uint32)
   hi = jnp.sum(counts.hi, dtype=jnp.uint32)
   # hi * 2**32 + lo_high * 2**16 + lo_low, each part below 2**32.
   return (BitCount(hi + (lo_high >> 16), lo_high << 16)
           + BitCount(jnp.zeros((), jnp.uint32), lo_low))
+
+
+def masked_bits(counts: BitCount, where) -> BitCount:
+  """``counts`` where ``where`` is true, else 0."""
+  return _where(where, counts, BitCount(jnp.zeros_like(counts.hi),
+                                        jnp.zeros_like(counts.lo)))
 
 
 def _where(pred, a: BitCount, b: BitCount) -> BitCount:

@@ -119,12 +119,16 @@ def dirichlet_partition(labels, num_clients: int, *, alpha: float,
   has at least ``min_size`` examples (the usual rejection step).
 
   Raises:
-    ValueError: ``alpha <= 0``, or no draw met ``min_size`` in ``max_tries``.
+    ValueError: ``alpha <= 0``, ``min_size < 1`` (a client without data), or
+      no draw met ``min_size`` in ``max_tries``.
   """
   labels = np.asarray(labels)
   _check_num_clients(num_clients, labels.shape[0])
   if not alpha > 0:
     raise ValueError(f"alpha must be > 0, got {alpha}")
+  if min_size < 1:
+    raise ValueError(f"min_size must be >= 1 (every client needs data), got "
+                     f"{min_size}")
   if min_size * num_clients > labels.shape[0]:
     raise ValueError(f"cannot give {num_clients} clients {min_size} examples "
                      f"each out of {labels.shape[0]}")

@@ -17,6 +17,15 @@ A round, inside one ``jax.jit`` with no host round-trip:
    by ``server_update``; client states are scattered back; the
    :class:`~sparsejax.federated.ledger.CommLedger` records the bits.
 
+Faults: a sampled client drops out mid-round with probability
+``dropout_rate`` (a Bernoulli draw per round and client id); it received the
+model (downlink counted) but sends nothing: no uplink bits, no part in the
+aggregate, its state unchanged. An update whose end point ``y_H``, message or
+new client state holds a NaN/Inf is rejected: its bits were sent and are
+counted, but it is left out of the aggregate and its state is not updated.
+The aggregate is weighted over the accepted clients only (``n_i`` renormalised
+over them); with none accepted the update is zero.
+
 Client data: the whole training set is one device array (replicated over the
 mesh) and client ``i`` owns row ``i`` of an ``(N, max n_i)`` index table,
 valid up to ``n_i``. Each round a client shuffles its valid positions and
@@ -50,6 +59,7 @@ from sparsejax.federated.ledger import CommLedger
 from sparsejax.federated.ledger import bitcount_sum
 from sparsejax.federated.ledger import broadcast_bits
 from sparsejax.federated.ledger import exact_array
+from sparsejax.federated.ledger import masked_bits
 from sparsejax.federated.partition import ClientData
 from sparsejax.parallel.data_parallel import data_mesh
 
@@ -95,10 +105,19 @@ def _sq_dist(a, b) -> jax.Array:
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+def _all_finite(tree) -> jax.Array:
+  """Whether every float in ``tree`` is finite (True if there are none)."""
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x))
+                            for x in jax.tree.leaves(tree)
+                            if jnp.issubdtype(x.dtype, jnp.inexact)] or [True]))
+
+
 def client_update(algo: FederatedAlgorithm, server: ServerState, client,
                   row, size, key, x, y, probe=None, probe_grad=None):
   """One client's round: ``(message, new client state, metrics)``.
 
+  ``metrics["finite"]``: whether ``y_H``, the message and the new state are
+  free of NaN/Inf (the engine rejects the update otherwise).
   ``probe``/``probe_grad``: a held-out batch and ``grad f(w)`` on it; if
   given, ``grad_mismatch = ||grad f(w) - grad f(y_0)||^2`` at the local
   start point ``y_0`` (``w + alpha e_i`` for SA-PEF) is reported.
@@ -115,6 +134,7 @@ def client_update(algo: FederatedAlgorithm, server: ServerState, client,
 
   local, step_metrics = jax.lax.scan(step, local, examples)
   message, client, final_metrics = algo.client_final(server, client, local)
+  metrics["finite"] = _all_finite((local.params, message, client))
   metrics.update(final_metrics)
   metrics.update({f"train_{k}": jnp.mean(v) for k, v in step_metrics.items()})
   metrics["uplink_bits"] = message_size(message)[1]
@@ -154,19 +174,28 @@ class RoundConfig(NamedTuple):
   client_batch_size: int | None
 
 
-def _initial_state(algo: FederatedAlgorithm, num_clients: int, key, params):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _initial_state(algo: FederatedAlgorithm, num_clients: int,
+                   sharding: NamedSharding | None, key, params):
   if params is None:
     params = algo.model.init(jax.random.fold_in(key, 0))
   clients = jax.vmap(lambda i: _fold_keys(algo.client_state_init(params), i))(
       jnp.arange(num_clients))
-  return SimulationState(algo.init(params), clients,
-                         CommLedger.zeros(num_clients),
-                         jax.random.fold_in(key, 1))
+  state = SimulationState(algo.init(params), clients,
+                          CommLedger.zeros(num_clients),
+                          jax.random.fold_in(key, 1))
+  if sharding is None:
+    return state
+  return jax.lax.with_sharding_constraint(state, sharding)
 
 
-def _device_round(config: RoundConfig, server, clients, rows, sizes, keys, x,
-                  y, probe, probe_grad):
-  """The clients of one device: their new states, metrics and message sums."""
+def _device_round(config: RoundConfig, server, clients, rows, sizes, weights,
+                  keys, x, y, probe, probe_grad):
+  """The clients of one device: their new states, metrics and message sums.
+
+  ``weights``: ``n_i``, 0 for padding and dropped clients; a non-finite
+  update gets weight 0 too.
+  """
   algo = config.algo
 
   def one(client, row, size, key):
@@ -179,8 +208,8 @@ def _device_round(config: RoundConfig, server, clients, rows, sizes, keys, x,
   else:
     messages, clients, metrics = jax.lax.map(
         lambda a: one(*a), args, batch_size=config.client_batch_size)
-  sums = aggregation.client_sums(messages, sizes.astype(jnp.float32),
-                                 algo.aggregation)
+  weights = jnp.where(metrics["finite"], weights, 0).astype(jnp.float32)
+  sums = aggregation.client_sums(messages, weights, algo.aggregation)
   if config.mesh is not None:
     sums = jax.lax.psum(sums, CLIENTS)
   return sums, clients, metrics
@@ -188,20 +217,23 @@ def _device_round(config: RoundConfig, server, clients, rows, sizes, keys, x,
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
 def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
-              probe=None):
+              dropout_rate, probe=None):
   """One round (see the module docstring): ``(state, (metrics, per_client))``.
 
-  ``metrics`` are means over the sampled clients plus exact ``BitCount`` s;
-  ``per_client`` holds the ``S_pad`` slot ids (``N`` for padding) and their
-  uplink bits. ``state`` is donated.
+  ``metrics`` are means over the accepted clients plus exact ``BitCount`` s;
+  ``per_client`` holds the ``S_pad`` slot ids (``N`` for padding), their
+  uplink bits and ``dropped``/``rejected`` flags. ``state`` is donated.
   """
   algo = config.algo
   n, s, s_pad = config.num_clients, config.clients_per_round, config.padded_clients
-  rng, sample_key, client_key = jax.random.split(state.rng, 3)
+  rng, sample_key, client_key, dropout_key = jax.random.split(state.rng, 4)
   ids = jax.random.choice(sample_key, n, (s,), replace=False)
   ids = jnp.concatenate([ids.astype(jnp.int32),
                          jnp.full((s_pad - s,), n, jnp.int32)])
   valid = jnp.arange(s_pad) < s
+  dropped = valid & jax.vmap(lambda i: jax.random.bernoulli(
+      jax.random.fold_in(dropout_key, i), dropout_rate))(ids)
+  sent = valid & ~dropped
 
   def take(a):
     return jnp.take(a, ids, axis=0, mode="clip")
@@ -218,26 +250,35 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
     c = P(CLIENTS)
     device_round = jax.shard_map(
         device_round, mesh=config.mesh,
-        in_specs=(P(), c, c, c, c, P(), P(), P(), P()),
+        in_specs=(P(), c, c, c, c, c, P(), P(), P(), P()),
         out_specs=(P(), c, c), check_vma=False)
   sums, new_clients, metrics = device_round(
       state.server, jax.tree.map(take, state.clients), take(data.indices),
-      sizes, keys, data.x, data.y, probe, probe_grad)
+      sizes, jnp.where(sent, sizes, 0), keys, data.x, data.y, probe,
+      probe_grad)
 
+  finite = metrics.pop("finite")
+  accepted, rejected = sent & finite, sent & ~finite
   server = algo.server_update(state.server, aggregation.finalize(sums))
-  clients = jax.tree.map(lambda a, b: a.at[ids].set(b, mode="drop"),
+  scatter_ids = jnp.where(accepted, ids, n)  # N is out of range: not written
+  clients = jax.tree.map(lambda a, b: a.at[scatter_ids].set(b, mode="drop"),
                          state.clients, new_clients)
-  uplink = metrics.pop("uplink_bits")
+  uplink = masked_bits(metrics.pop("uplink_bits"), sent)
   downlink = broadcast_bits(state.server.params)
   ledger = state.ledger.record(ids, valid, uplink, downlink)
 
-  out = {k: jnp.sum(jnp.where(valid, v, 0)) / s for k, v in metrics.items()}
-  out["round_uplink_bits"] = bitcount_sum(uplink, where=valid)
+  count = jnp.sum(accepted)  # metrics are NaN in a round with none accepted
+  out = {k: jnp.sum(jnp.where(accepted, v, 0)) / count
+         for k, v in metrics.items()}
+  out["dropped_clients"] = jnp.sum(dropped)
+  out["rejected_clients"] = jnp.sum(rejected)
+  out["round_uplink_bits"] = bitcount_sum(uplink)
   out["round_downlink_bits"] = bitcount_sum(
       BitCount(jnp.broadcast_to(downlink.hi, (s_pad,)),
                jnp.broadcast_to(downlink.lo, (s_pad,))), where=valid)
   out["uplink_bits"], out["downlink_bits"] = ledger.totals()
-  per_client = {"clients": ids, "uplink_bits": uplink}
+  per_client = {"clients": ids, "uplink_bits": uplink, "dropped": dropped,
+                "rejected": rejected}
   return SimulationState(server, clients, ledger, rng), (out, per_client)
 
 
@@ -287,7 +328,8 @@ class Simulation:
                clients_per_round: int, *, seed: int = 0, params=None,
                test_data=None, eval_every: int = 1, eval_batch_size: int = 256,
                probe_size: int = 64, mesh: Mesh | None = None,
-               client_batch_size: int | None = None):
+               client_batch_size: int | None = None,
+               dropout_rate: float = 0.0):
     """Builds the initial state and the jitted round.
 
     Args:
@@ -305,6 +347,13 @@ class Simulation:
         clients over devices with ``shard_map``; ``None``: one device, vmap.
       client_batch_size: vectorise this many clients at a time per device
         (``lax.map``) instead of all of them (``None``).
+      dropout_rate: probability that a sampled client drops out mid-round
+        (see the module docstring), in ``[0, 1]``.
+
+    Raises:
+      ValueError: ``clients_per_round`` outside ``[1, N]``, ``dropout_rate``
+        outside ``[0, 1]``, ``eval_every`` or ``client_batch_size`` < 1, or a
+        mesh without a ``"clients"`` axis.
     """
     n = clients.num_clients
     if not 1 <= clients_per_round <= n:
@@ -312,9 +361,13 @@ class Simulation:
                        f"got {clients_per_round}")
     if eval_every < 1:
       raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    if client_batch_size is not None and client_batch_size < 1:
+      raise ValueError(f"client_batch_size must be >= 1, got "
+                       f"{client_batch_size}")
     if mesh is not None and CLIENTS not in mesh.axis_names:
       raise ValueError(f"mesh needs a {CLIENTS!r} axis, has {mesh.axis_names}")
     self.algo = algo
+    self.dropout_rate = dropout_rate
     self.eval_every = eval_every
     devices = 1 if mesh is None else mesh.shape[CLIENTS]
     self.config = RoundConfig(algo, n, clients_per_round,
@@ -330,9 +383,8 @@ class Simulation:
       self._test = self._put(_chunk(tx, ty, eval_batch_size))
       if probe_size:
         self._probe = self._put({"x": tx[:probe_size], "y": ty[:probe_size]})
-    init = jax.jit(functools.partial(_initial_state, algo, n),
-                   out_shardings=self._sharding)
-    self._state = init(jax.random.key(seed), params)
+    self._state = _initial_state(algo, n, self._sharding,
+                                 jax.random.key(seed), params)
     self._round = 0
 
   # -- state -----------------------------------------------------------------
@@ -351,6 +403,17 @@ class Simulation:
     """Continues from ``state`` (copied; e.g. a restored checkpoint)."""
     self._state = self._put(state)
     self._round = int(_to_host(self._state.server.round))
+
+  @property
+  def dropout_rate(self) -> float:
+    """Probability that a sampled client drops out; may change between rounds."""
+    return self._dropout_rate
+
+  @dropout_rate.setter
+  def dropout_rate(self, rate: float) -> None:
+    if not 0.0 <= rate <= 1.0:
+      raise ValueError(f"dropout_rate must be in [0, 1], got {rate}")
+    self._dropout_rate = float(rate)
 
   @property
   def round(self) -> int:
@@ -372,21 +435,23 @@ class Simulation:
 
     Returns:
       ``(metrics, per_client)``. ``metrics``: Python scalars, ``round``
-      (rounds completed), means over the sampled clients (``train_loss``,
+      (rounds completed), means over the accepted clients (``train_loss``,
       ``train_<metric>``, ``residual_norm``, ``drift`` = ``||y_H - w||``,
-      ``grad_mismatch``), exact ``round_uplink_bits``,
+      ``grad_mismatch``; NaN if none was accepted), ``dropped_clients`` and
+      ``rejected_clients`` (counts), exact ``round_uplink_bits``,
       ``round_downlink_bits``, cumulative ``uplink_bits``, ``downlink_bits``
       (ints) and ``uplink_bytes``, ``downlink_bytes``, ``total_bytes``
       (floats), and ``test_<metric>`` when evaluated. ``per_client``:
-      ``clients`` (the ``S`` sampled ids) and their ``uplink_bits``.
+      ``clients`` (the ``S`` sampled ids), their ``uplink_bits`` (0 if
+      dropped) and bool ``dropped`` and ``rejected``.
     """
-    self._state, (out, per_client) = run_round(self.config, self._state,
-                                               self.data, self._probe)
+    self._state, (out, per_client) = run_round(
+        self.config, self._state, self.data, self._dropout_rate, self._probe)
     out, per_client = _to_host((out, per_client))
     self._round += 1
     metrics = {"round": self._round}
     for k, v in out.items():
-      metrics[k] = exact(v) if isinstance(v, BitCount) else float(v)
+      metrics[k] = exact(v) if isinstance(v, BitCount) else v.item()
     metrics["uplink_bytes"] = metrics["uplink_bits"] / 8
     metrics["downlink_bytes"] = metrics["downlink_bits"] / 8
     metrics["total_bytes"] = metrics["uplink_bytes"] + metrics["downlink_bytes"]
@@ -395,9 +460,8 @@ class Simulation:
     if evaluate and self._test is not None:
       metrics.update({f"test_{k}": v for k, v in self.evaluate().items()})
     s = self.config.clients_per_round
-    per_client = {"clients": np.asarray(per_client["clients"][:s]),
-                  "uplink_bits": exact_array(jax.tree.map(
-                      lambda a: a[:s], per_client["uplink_bits"]))}
+    per_client = jax.tree.map(lambda a: a[:s], per_client)
+    per_client["uplink_bits"] = exact_array(per_client["uplink_bits"])
     return metrics, per_client
 
   def run(self, num_rounds: int) -> Iterator[tuple[int, dict]]:

@@ -19,6 +19,7 @@ NUM_PARAMS = DIM * CLASSES + CLASSES
 NUM_CLIENTS, PER_ROUND = 8, 3
 LOCAL_STEPS, BATCH = 2, 8
 LR = 0.1
+TOP_K = 3                     # global top-k of the compressed algorithms
 
 
 def _loss(params, batch):
@@ -45,14 +46,19 @@ def data(num_examples=400, seed=0):
   return x, y.astype(np.int32)
 
 
-def clients(num_clients=NUM_CLIENTS, seed=0) -> fed.ClientData:
-  """Clients of unequal sizes (5 to 60 examples) that never own example 0."""
+def clients(num_clients=NUM_CLIENTS, seed=0, nan_clients=()) -> fed.ClientData:
+  """Clients of unequal sizes (5 to 60 examples) that never own example 0.
+
+  The inputs of the clients in ``nan_clients`` are all NaN.
+  """
   x, y = data(seed=seed)
   rng = np.random.default_rng(seed + 1)
   sizes = rng.integers(5, 60, size=num_clients)
   perm = 1 + rng.permutation(x.shape[0] - 1)
   cuts = np.cumsum(sizes)[:-1]
   parts = np.split(perm[:sizes.sum()], cuts)
+  for c in nan_clients:
+    x[parts[c]] = np.nan
   return fed.ClientData(x, y, parts, CLASSES)
 
 
@@ -64,7 +70,7 @@ def kwargs(**overrides):
 def algorithm(name: str, **options):
   """One algorithm object per (name, options): a shared compile cache."""
   opt = optax.sgd(LR)
-  topk = sj.top_k(k=3, scope="global")
+  topk = sj.top_k(k=TOP_K, scope="global")
   if name == "fedavg":
     return fed.fedavg(MODEL, opt, **kwargs(**options))
   if name == "fedprox":
@@ -73,21 +79,21 @@ def algorithm(name: str, **options):
     return fed.ef_fedavg(MODEL, opt, sj.identity(), **kwargs(**options))
   if name == "ef_topk":
     return fed.ef_fedavg(MODEL, opt, topk, **kwargs(**options))
-  if name == "ef_topk_1pct":
-    return fed.ef_fedavg(MODEL, opt, sj.top_k(0.01, scope="global"),
-                         **kwargs(**options))
   if name == "sapef":
     return fed.sapef(MODEL, opt, topk, **kwargs(**options))
   raise ValueError(name)
 
 
-def simulation(name, seed=0, clients_per_round=PER_ROUND, **options):
+def simulation(name, seed=0, clients_per_round=PER_ROUND, nan_clients=(),
+               **options):
   sim_options = {k: options.pop(k) for k in
-                 ("mesh", "client_batch_size", "test_data", "probe_size")
+                 ("mesh", "client_batch_size", "test_data", "probe_size",
+                  "dropout_rate")
                  if k in options}
   sim_options.setdefault("probe_size", 0)
-  return fed.Simulation(algorithm(name, **options), clients(),
-                        clients_per_round, seed=seed, **sim_options)
+  return fed.Simulation(algorithm(name, **options),
+                        clients(nan_clients=nan_clients), clients_per_round,
+                        seed=seed, **sim_options)
 
 
 def run(sim, rounds):
@@ -112,3 +118,43 @@ def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
 
 def residuals(sim):
   return sj.residual(sim.state.clients.uplink)
+
+
+def client_key(state):
+  """The key of this round's client updates (as ``run_round`` splits it)."""
+  return jax.random.split(jax.random.wrap_key_data(state.rng), 4)[2]
+
+
+def take_client(tree, i):
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+_client_update = jax.jit(fed.client_update, static_argnums=0)
+
+
+def check_round_by_loop(sim, before, per_client, aggregated):
+  """Replays the round of ``before`` client by client with ``client_update``.
+
+  Checks that the clients in ``aggregated`` have the states and the server
+  model the aggregate of exactly them (weights ``n_i``), and that every other
+  client's state is unchanged.
+  """
+  algo, d = sim.algo, sim.data
+  sums = None
+  for i in per_client["clients"]:
+    old = take_client(before.clients, i)
+    if i not in aggregated:
+      assert_trees_close(take_client(sim.state.clients, i), old, 0, 0)
+      continue
+    message, new, _ = _client_update(
+        algo, before.server, old, d.indices[i], d.sizes[i],
+        jax.random.fold_in(client_key(before), i), d.x, d.y)
+    assert_trees_close(new, take_client(sim.state.clients, i))
+    one = fed.client_sums(jax.tree.map(lambda x: x[None], message),
+                          d.sizes[i][None].astype(jnp.float32),
+                          algo.aggregation)
+    sums = one if sums is None else jax.tree.map(jnp.add, sums, one)
+  update = (jax.tree.map(jnp.zeros_like, before.server.params) if sums is None
+            else fed.finalize(sums))
+  assert_trees_close(sim.params, jax.tree.map(jnp.add, before.server.params,
+                                              update))

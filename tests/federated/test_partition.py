@@ -82,3 +82,31 @@ def test_bad_partitions_raise():
     fed.partition_dataset(_Dataset, "random", 4)
   with pytest.raises(ValueError, match="no examples"):
     fed.ClientData(np.zeros((3, 1)), np.zeros(3), [np.array([0]), np.array([])])
+
+
+def test_partitions_that_would_leave_a_client_without_data_raise():
+  with pytest.raises(ValueError, match="min_size"):
+    fed.dirichlet_partition(LABELS, 5, alpha=0.1, min_size=0)
+  with pytest.raises(ValueError, match="cannot give"):
+    fed.dirichlet_partition(LABELS, 100, alpha=0.1, min_size=21)
+  with pytest.raises(ValueError, match="num_clients"):
+    fed.iid_partition(LABELS, LABELS.size + 1)
+  with pytest.raises(ValueError, match="class 1 has 2 examples"):
+    fed.shard_partition(np.array([0] * 10 + [1] * 2), 6, classes_per_client=1)
+  with pytest.raises(ValueError, match="num_clients"):
+    fed.partition_dataset(_Dataset, "groups", 14)
+
+
+def test_bad_client_data_raises():
+  with pytest.raises(ValueError, match="out of range"):
+    fed.ClientData(np.zeros((3, 1)), np.zeros(3), [np.array([0, 3])])
+  with pytest.raises(ValueError, match="x has 3 examples, y 2"):
+    fed.ClientData(np.zeros((3, 1)), np.zeros(2), [np.array([0])])
+  with pytest.raises(ValueError, match="at least one client"):
+    fed.ClientData(np.zeros((3, 1)), np.zeros(3), [])
+
+  class NoGroups(_Dataset):
+    groups = None
+
+  with pytest.raises(ValueError, match="no groups"):
+    fed.partition_dataset(NoGroups, "groups")

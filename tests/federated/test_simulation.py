@@ -30,34 +30,18 @@ def _rounds_agree(a, b, rounds=3):
 def test_backends_match_vmap(backend):
   if "mesh" in backend:
     backend = dict(mesh=fed.client_mesh(4))
-  options = dict(alpha=0.5, aggregation="support")
+  # With faults: a client dropping out at random, client 1's updates NaN.
+  options = dict(alpha=0.5, aggregation="support", dropout_rate=0.3,
+                 nan_clients=(1,))
   _rounds_agree(problem.simulation("sapef", **options),
                 problem.simulation("sapef", **options, **backend))
 
 
 def test_vmap_matches_python_loop_over_clients():
   sim = problem.simulation("sapef", alpha=0.5, aggregation="support")
-  algo = sim.algo
-  update = jax.jit(fed.client_update, static_argnums=0)
   before = problem.to_numpy(sim.state)
   (_, per_client), = problem.run(sim, 1)
-  client_key = jax.random.split(jax.random.wrap_key_data(before.rng), 3)[2]
-  server = before.server
-  sums = None
-  for i in per_client["clients"]:
-    client = jax.tree.map(lambda x: x[i], before.clients)
-    message, client, _ = update(
-        algo, server, client, sim.data.indices[i], sim.data.sizes[i],
-        jax.random.fold_in(client_key, i), sim.data.x, sim.data.y)
-    problem.assert_trees_close(
-        client, jax.tree.map(lambda x: x[i], sim.state.clients))
-    one = fed.client_sums(jax.tree.map(lambda x: x[None], message),
-                          sim.data.sizes[i][None].astype(jnp.float32),
-                          "support")
-    sums = one if sums is None else jax.tree.map(jnp.add, sums, one)
-  expected = jax.tree.map(lambda w, u: w + u, server.params,
-                          fed.finalize(sums))
-  problem.assert_trees_close(sim.params, expected)
+  problem.check_round_by_loop(sim, before, per_client, per_client["clients"])
 
 
 def test_sampling_distinct_deterministic_uniform():
@@ -113,11 +97,10 @@ def test_ledger_dense_fedavg():
       fed.ledger.exact_array(ledger.uplink), rounds * dense)
 
 
-def test_ledger_top_k_global_one_percent():
-  sim = problem.simulation("ef_topk_1pct")
-  k = int(0.01 * problem.NUM_PARAMS)
+def test_ledger_top_k_global():
+  sim = problem.simulation("ef_topk")
   for m, p in problem.run(sim, 2):
-    assert m["round_uplink_bits"] == problem.PER_ROUND * k * 64
+    assert m["round_uplink_bits"] == problem.PER_ROUND * problem.TOP_K * 64
     assert sum(p["uplink_bits"]) == m["round_uplink_bits"]
   counters = sim.state.clients.uplink.inner_state.counters  # the compressor's
   np.testing.assert_array_equal(
@@ -170,6 +153,11 @@ def test_bad_simulation_arguments_raise():
       fed.Simulation(algo, problem.clients(), s)
   with pytest.raises(ValueError, match="clients"):
     fed.Simulation(algo, problem.clients(), 2, mesh=parallel.data_mesh(2))
+  for rate in (-0.1, 1.5):
+    with pytest.raises(ValueError, match="dropout_rate"):
+      fed.Simulation(algo, problem.clients(), 2, dropout_rate=rate)
+  with pytest.raises(ValueError, match="client_batch_size"):
+    fed.Simulation(algo, problem.clients(), 2, client_batch_size=0)
 
 
 def test_test_metrics_and_grad_mismatch():

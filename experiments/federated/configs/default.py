@@ -41,6 +41,7 @@ def get_config():
   config.clients_per_round = 10
   config.num_devices = 1       # > 1: clients split over devices (shard_map)
   config.client_batch_size = None  # vectorise clients in chunks of this many
+  config.dropout_rate = 0.0    # a sampled client drops out mid-round
   config.eval_every = 5
   config.probe_size = 64       # held-out batch of the gradient mismatch
   config.log_every = 10

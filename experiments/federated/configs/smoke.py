@@ -16,7 +16,7 @@ def get_config():
                     if k in ("fedavg", "sapef")}
   config.num_rounds = 4
   config.clients_per_round = 3
-  config.num_devices = 2
+  config.num_devices = 1
   config.eval_every = 2
   config.probe_size = 16
   config.log_every = 2
