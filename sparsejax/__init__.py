@@ -23,12 +23,14 @@ from sparsejax.compress import cost_weighted
 from sparsejax.compress import costs_by_layer_kind
 from sparsejax.compress import create_compressor
 from sparsejax.compress import decode
+from sparsejax.compress import energy_metered
 from sparsejax.compress import energy_table_costs
 from sparsejax.compress import exact
 from sparsejax.compress import hard_threshold
 from sparsejax.compress import identity
 from sparsejax.compress import make_compressor
 from sparsejax.compress import message_size
+from sparsejax.compress import message_support
 from sparsejax.compress import qsgd
 from sparsejax.compress import random_k
 from sparsejax.compress import scaled_sign
@@ -74,6 +76,7 @@ __all__ = [
     "costs_by_layer_kind",
     "create_compressor",
     "decode",
+    "energy_metered",
     "energy_table_costs",
     "error_feedback",
     "exact",
@@ -81,6 +84,7 @@ __all__ = [
     "identity",
     "make_compressor",
     "message_size",
+    "message_support",
     "qsgd",
     "random_k",
     "residual",

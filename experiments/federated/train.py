@@ -9,7 +9,8 @@ downlink bits, cumulative bytes, test accuracy every ``eval_every`` rounds)
 and orbax checkpoints of the whole simulation state (global model, every
 client's residual, ledger, PRNG key). Rerunning with the same ``workdir``
 resumes each method exactly. ``workdir`` then gets PNG plots of test
-accuracy against rounds, uplink bytes and total bytes, and ``summary.md``/
+accuracy against rounds, uplink bytes and total bytes (and uplink energy for
+compressors wrapped by ``energy_costs``), and ``summary.md``/
 ``summary.json`` with rounds-to-target and bytes-to-target.
 """
 
@@ -52,7 +53,10 @@ def build_algorithm(method: ml_collections.ConfigDict, config, model):
     raise ValueError(f"unknown algorithm {name!r}; known: {sorted(ALGORITHMS)}")
   compressor = method.pop("compressor", None)
   if compressor is not None:
-    method["compressor"] = sj.compressor_from_config(compressor)
+    compressor = sj.compressor_from_config(compressor)
+    if "energy_costs" in method:  # an energy ledger on any compressor
+      compressor = sj.energy_metered(compressor, method.pop("energy_costs"))
+    method["compressor"] = compressor
   if method.get("alpha") == "auto":
     method.setdefault("local_lr", config.local.lr)
   return ALGORITHMS[name](
@@ -135,10 +139,16 @@ def write_summary(runs, workdir, target=None):
                          x=x, y="test_accuracy", logx=logx, target=target,
                          title=f"test accuracy vs {title}")
   rows = [(k, v[-1]["test_accuracy"], max(r["test_accuracy"] for r in v),
-           v[-1]["uplink_bytes"], v[-1]["downlink_bytes"])
-          for k, v in evals.items()]
+           v[-1]["uplink_bytes"], v[-1]["downlink_bytes"],
+           v[-1].get("energy_joules")) for k, v in evals.items()]
   headers = ("method", "final test acc", "best test acc", "uplink bytes",
-             "downlink bytes")
+             "downlink bytes", "uplink energy J")
+  metered = {k: v for k, v in evals.items() if "energy_joules" in v[-1]}
+  if metered:
+    training.plot_curves(metered, os.path.join(workdir,
+                                               "accuracy_vs_energy.png"),
+                         x="energy_joules", y="test_accuracy", target=target,
+                         title="test accuracy vs uplink energy (J)")
   table = training.format_table(rows, headers)
   summary = {"final": [dict(zip(headers, r)) for r in rows]}
   if target is not None:

@@ -11,6 +11,7 @@ from sparsejax.compress.base import CompressorState
 from sparsejax.compress.base import make_compressor
 from sparsejax.compress.budget import budgeted_hard_threshold
 from sparsejax.compress.cost_weighted import cost_weighted
+from sparsejax.compress.cost_weighted import energy_metered
 from sparsejax.compress.costs import costs_by_layer_kind
 from sparsejax.compress.costs import energy_table_costs
 from sparsejax.compress.costs import uniform_costs
@@ -23,6 +24,7 @@ from sparsejax.compress.messages import SignMessage
 from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import decode
 from sparsejax.compress.messages import message_size
+from sparsejax.compress.messages import message_support
 from sparsejax.compress.quantizers import cast
 from sparsejax.compress.quantizers import identity
 from sparsejax.compress.quantizers import qsgd

@@ -14,7 +14,7 @@ what top-k selects.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,7 @@ from sparsejax.compress.base import is_float
 from sparsejax.compress.costs import resolve_costs
 from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import message_size
+from sparsejax.compress.messages import message_support
 
 
 class CostWeightedState(NamedTuple):
@@ -87,13 +88,6 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
   if not power > 0:
     raise ValueError(f"power must be > 0, got {power}")
 
-  def flat_costs(updates):
-    per_leaf = resolve_costs(costs, updates)
-    return jnp.concatenate([
-        jnp.broadcast_to(c, u.shape).reshape(-1)
-        for c, u in zip(jax.tree.leaves(per_leaf), jax.tree.leaves(updates))
-        if is_float(u)])
-
   def init(params):
     resolve_costs(costs, params)  # fail early on a bad costs tree
     return CostWeightedState(CommCounters.zero(), EnergyLedger.zero())
@@ -101,7 +95,9 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
   def encode(updates, state):
     leaves, treedef = jax.tree.flatten(updates)
     x, pack = flatten_floats(leaves, treedef)
-    c = flat_costs(updates)
+    c = jnp.concatenate([
+        x.reshape(-1) for x, u in zip(_leaf_costs(costs, updates), leaves)
+        if is_float(u)])
     step_budget = budget if budget is not None else energy_ratio * jnp.sum(c)
     n = x.shape[0]
     max_count = n if max_ratio is None else math.ceil(max_ratio * n)
@@ -120,3 +116,48 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
 
 
 cost_weighted.static_args = ("costs", "power", "max_ratio", "value_dtype")
+
+
+def _leaf_costs(costs, updates) -> list:
+  """Per-element costs broadcast to each leaf's shape, in leaf order."""
+  return [jnp.broadcast_to(c, u.shape) for c, u in zip(
+      jax.tree.leaves(resolve_costs(costs, updates)), jax.tree.leaves(updates))]
+
+
+class MeteredState(NamedTuple):
+  """The wrapped compressor's state and the energy ledger."""
+  inner_state: Any
+  energy: EnergyLedger
+
+
+def energy_metered(compressor: Compressor, costs="energy_table") -> Compressor:
+  """Records the energy ``sum_{i sent} c_i`` of any compressor's messages.
+
+  The ledger sits in state beside the wrapped compressor's, so
+  ``comm_stats`` reports ``energy_joules`` for top-k or any other
+  compressor, to compare with :func:`cost_weighted` on the same costs.
+
+  >>> import jax.numpy as jnp, sparsejax as sj
+  >>> tx = sj.energy_metered(sj.top_k(k=1, scope="global"), {"a": 2.0, "b": 5.0})
+  >>> g = {"a": jnp.array([1., 3.]), "b": jnp.array([0.5, 0.])}
+  >>> _, state = tx.update(g, tx.init(g))
+  >>> float(sj.comm_stats(state)["energy_joules"])
+  2.0
+  """
+
+  def init(params):
+    resolve_costs(costs, params)
+    return MeteredState(compressor.init(params), EnergyLedger.zero())
+
+  def encode(updates, state):
+    message, inner_state = compressor.encode(updates, state.inner_state)
+    sent = jax.tree.leaves(message_support(message))
+    joules = sum(jnp.sum(c * s) for c, s, u in zip(
+        _leaf_costs(costs, updates), sent, jax.tree.leaves(updates))
+                 if is_float(u))
+    return message, MeteredState(inner_state, state.energy.record(joules))
+
+  return Compressor(init, encode)
+
+
+energy_metered.static_args = ("costs",)

@@ -239,6 +239,22 @@ def decode(message: Any) -> Any:
   return jax.tree.map(lambda m: m.to_dense(), message, is_leaf=is_message)
 
 
+def _support(m):
+  """A message that decodes to 1.0 where ``m`` sends a coordinate."""
+  if isinstance(m, FlatMessage):
+    return m.replace(inner=_support(m.inner))
+  if isinstance(m, (SparseMessage, SeededMessage)):
+    return m.replace(values=jnp.ones_like(m.values))
+  if isinstance(m, MaskedMessage):  # a threshold's kept entries are nonzero
+    return m.replace(values=(m.values != 0).astype(m.values.dtype))
+  return DenseMessage(jnp.ones(m.shape, m.dtype), m.shape, m.dtype)
+
+
+def message_support(message: Any) -> Any:
+  """1.0 where the message sends a coordinate, else 0.0 (like ``decode``)."""
+  return decode(jax.tree.map(_support, message, is_leaf=is_message))
+
+
 def message_overflow(message: Any) -> jax.Array:
   """Selected entries left out for lack of buffer space, over all messages."""
   total = jnp.zeros((), jnp.int32)

@@ -33,6 +33,10 @@ from sparsejax.federated.algorithms import theory_alpha
 from sparsejax.federated.ledger import CommLedger
 from sparsejax.federated.ledger import bitcount_sum
 from sparsejax.federated.ledger import broadcast_bits
+from sparsejax.federated.market import ClientGroup
+from sparsejax.federated.market import Market
+from sparsejax.federated.market import MarketConfig
+from sparsejax.federated.market import baseline_algorithm
 from sparsejax.federated.model import FederatedModel
 from sparsejax.federated.model import classifier
 from sparsejax.federated.partition import SCHEMES
@@ -54,15 +58,19 @@ __all__ = [
     "Aggregate",
     "ClientArrays",
     "ClientData",
+    "ClientGroup",
     "ClientState",
     "CommLedger",
     "FederatedAlgorithm",
     "FederatedModel",
     "LocalState",
+    "Market",
+    "MarketConfig",
     "SCHEMES",
     "ServerState",
     "Simulation",
     "SimulationState",
+    "baseline_algorithm",
     "bitcount_sum",
     "broadcast_bits",
     "classifier",

@@ -22,13 +22,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sparsejax.compress.messages import DenseMessage
-from sparsejax.compress.messages import FlatMessage
-from sparsejax.compress.messages import MaskedMessage
-from sparsejax.compress.messages import SeededMessage
-from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import decode
-from sparsejax.compress.messages import is_message
+from sparsejax.compress.messages import message_support
 
 AGGREGATIONS = ("mean", "support")
 
@@ -42,22 +37,6 @@ class Aggregate(NamedTuple):
   """Weighted sums of client messages; add two to merge client groups."""
   weighted_sum: Any  # sum_i n_i m_i, like params
   weight: Any        # sum_i n_i per leaf ("mean") or per coordinate ("support")
-
-
-def _support(m):
-  """A message that decodes to 1.0 where ``m`` sends a coordinate."""
-  if isinstance(m, FlatMessage):
-    return m.replace(inner=_support(m.inner))
-  if isinstance(m, (SparseMessage, SeededMessage)):
-    return m.replace(values=jnp.ones_like(m.values))
-  if isinstance(m, MaskedMessage):  # a threshold's kept entries are nonzero
-    return m.replace(values=(m.values != 0).astype(m.values.dtype))
-  return DenseMessage(jnp.ones(m.shape, m.dtype), m.shape, m.dtype)
-
-
-def message_support(message: Any) -> Any:
-  """1.0 where the message sends a coordinate, else 0.0 (like ``decode``)."""
-  return decode(jax.tree.map(_support, message, is_leaf=is_message))
 
 
 def _weighted_sum(weights, stacked):

@@ -50,6 +50,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sparsejax.compress.accounting import BitCount
+from sparsejax.compress.accounting import EnergyLedger
 from sparsejax.compress.accounting import exact
 from sparsejax.compress.messages import message_size
 from sparsejax.federated import aggregation
@@ -455,6 +456,9 @@ class Simulation:
     metrics["uplink_bytes"] = metrics["uplink_bits"] / 8
     metrics["downlink_bytes"] = metrics["downlink_bits"] / 8
     metrics["total_bytes"] = metrics["uplink_bytes"] + metrics["downlink_bytes"]
+    energy = _energy_joules(self._state.clients)
+    if energy is not None:
+      metrics["energy_joules"] = energy
     if evaluate is None:
       evaluate = self._round % self.eval_every == 0
     if evaluate and self._test is not None:
@@ -485,3 +489,13 @@ class Simulation:
     out = _evaluate(self.algo.model, self.params if params is None else params,
                     self._test)
     return {k: float(v) for k, v in _to_host(out).items()}
+
+
+def _energy_joules(client_states) -> float | None:
+  """Cumulative uplink energy over all clients, if their uplinks meter it."""
+  ledgers = [x for x in jax.tree.leaves(
+      client_states, is_leaf=lambda x: isinstance(x, EnergyLedger))
+             if isinstance(x, EnergyLedger)]
+  if not ledgers:
+    return None
+  return float(sum(jnp.sum(e.total) for e in ledgers))

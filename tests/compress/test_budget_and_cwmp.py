@@ -161,3 +161,27 @@ def test_cwmp_kernel_buffer_overflow_is_counted():
   out, state = tx.update(x, tx.init(x))
   assert int(state.counters.overflow) == 3   # 6 chosen, buffer of 3
   assert np.count_nonzero(out) == 3
+
+
+def test_energy_metered_top_k_is_the_cost_of_what_it_sent():
+  g = _grad(2)
+  costs = sj.energy_table_costs(g)
+  tx = sj.energy_metered(sj.top_k(k=7, scope="global"), costs)
+  out, state = tx.update(g, tx.init(g))
+  expected = sum(float(np.sum(np.broadcast_to(c, x.shape) * (x != 0)))
+                 for c, x in zip(jax.tree.leaves(costs), jax.tree.leaves(out)))
+  np.testing.assert_allclose(float(sj.comm_stats(state)["energy_joules"]),
+                             expected, rtol=1e-6)
+  assert int(sj.comm_stats(state)["elements_sent"]) == 7
+
+
+def test_cwmp_spends_at_most_top_k_energy_for_the_same_ratio_budget():
+  # With unequal costs, CWMP at energy ratio r never spends more than r of
+  # the dense energy; top-k at ratio r may (it ignores costs).
+  g = _grad(4)
+  r = 0.1
+  cw = sj.cost_weighted("energy_table", energy_ratio=r)
+  _, state = cw.update(g, cw.init(g))
+  dense = sum(float(np.sum(np.broadcast_to(c, x.shape))) for c, x in zip(
+      jax.tree.leaves(sj.energy_table_costs(g)), jax.tree.leaves(g)))
+  assert float(state.energy.total) <= r * dense * (1 + 1e-6)

@@ -1,0 +1,243 @@
+"""The prediction-space knowledge market (KTA v2) and its baselines."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sparsejax import data
+from sparsejax import federated as fed
+from sparsejax import models
+from sparsejax.federated import market as mk
+
+K, N, S, N_REF = 4, 6, 3, 40
+SMALL = models.create_model("mlp", K, features=(16,))
+OTHER = models.create_model("mlp", K, features=(8, 8))
+OPT = optax.sgd(0.1)  # one object: markets share their compiled functions
+
+
+class NaNNet(nn.Module):
+  """A client whose predictions are all NaN."""
+  num_classes: int = K
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1)) * jnp.nan
+
+
+def _problem(seed=0):
+  train, test = data.load_dataset("synthetic", num_train=400, num_test=64,
+                                  shape=(8, 8, 1), num_classes=K)
+  ref, rest = mk.split_off(train, N_REF, seed=seed)
+  return fed.partition_dataset(rest, "iid", N, seed=seed), ref, test
+
+
+CLIENTS, REF, TEST = _problem()
+
+
+def _market(groups=None, config=mk.MarketConfig(), seed=0, reference=REF,
+            per_round=S, clients=CLIENTS):
+  groups = groups or [mk.ClientGroup(SMALL, tuple(range(N)))]
+  return mk.Market(groups, clients, reference, clients_per_round=per_round,
+                   optimizer=OPT, config=config, local_steps=2,
+                   batch_size=8, distill_steps=3, distill_batch_size=16,
+                   seed=seed)
+
+
+# -- server math vs numpy ------------------------------------------------------
+
+
+def _np_similarity(p, kind, tau):
+  c = p.shape[0]
+  if kind == "cosine":
+    f = p.reshape(c, -1)
+    f = f / np.linalg.norm(f, axis=1, keepdims=True)
+    return f @ f.T
+  out = np.zeros((c, c))
+  for i in range(c):
+    for j in range(c):
+      m = (p[i] + p[j]) / 2
+      js = 0.5 * (np.sum(p[i] * np.log(p[i] / m), -1)
+                  + np.sum(p[j] * np.log(p[j] / m), -1))
+      out[i, j] = np.exp(-js.mean() / tau)
+  return out
+
+
+def _np_weights(s, acc, valid, beta, gamma, top_m, include_self):
+  c = s.shape[0]
+  w = np.zeros((c, c))
+  for i in range(c):
+    cand = [j for j in range(c) if valid[j] and (include_self or j != i)]
+    cand = sorted(cand, key=lambda j: -s[i, j])[:top_m or c]
+    for j in cand:
+      w[i, j] = s[i, j]**beta * acc[j]**gamma
+    w[i] = w[i] / w[i].sum()
+  return w
+
+
+@pytest.mark.parametrize("kind", ["cosine", "js"])
+@pytest.mark.parametrize("top_m,include_self", [(None, False), (2, False),
+                                                (2, True), (None, True)])
+def test_similarity_and_weights_match_numpy(kind, top_m, include_self):
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(5, 7, 3)) * 2
+  p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  acc = rng.uniform(0.2, 1.0, size=5)
+  valid = np.array([True, True, False, True, True])
+  s = np.asarray(mk.similarity_matrix(jnp.asarray(p), kind, tau=0.3))
+  np.testing.assert_allclose(s, _np_similarity(p, kind, 0.3), rtol=1e-5)
+  w = mk.teacher_weights(jnp.asarray(s), jnp.asarray(acc), jnp.asarray(valid),
+                         beta=2.0, gamma=0.5, top_m=top_m,
+                         include_self=include_self)
+  ref = _np_weights(s, acc, valid, 2.0, 0.5, top_m, include_self)
+  np.testing.assert_allclose(w, ref, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(np.sum(w, 1), 1.0, rtol=1e-6)
+  assert np.all(np.asarray(w)[:, 2] == 0)  # the invalid client teaches nobody
+  if not include_self:
+    assert np.all(np.diag(np.asarray(w)) == 0)
+
+
+def test_market_targets_defaults_and_fedmd_mean():
+  rng = np.random.default_rng(1)
+  z = jnp.asarray(rng.normal(size=(4, N_REF, K)), jnp.float32)
+  y = jnp.asarray(REF.y)
+  valid = jnp.array([True, True, True, False])
+  p = jax.nn.softmax(z, -1)
+  out = mk.market_targets(z, valid, y, mk.MarketConfig())
+  acc = jnp.mean(jnp.argmax(z, -1) == y, 1)
+  w = mk.teacher_weights(mk.similarity_matrix(p), acc, valid)
+  np.testing.assert_allclose(out["targets"][:3],  # the invalid row is unused
+                             jnp.einsum("ij,jnk->ink", w, p)[:3], rtol=1e-5)
+  md = mk.market_targets(z, valid, y, mk.MarketConfig(method="fedmd"))
+  for i in range(4):
+    np.testing.assert_allclose(md["targets"][i], p[:3].mean(0), rtol=1e-5)
+
+
+def test_non_finite_upload_is_invalid():
+  z = jnp.ones((3, N_REF, K)).at[1, 5, 2].set(jnp.inf)
+  out = mk.market_targets(z, jnp.ones(3, bool), jnp.asarray(REF.y),
+                          mk.MarketConfig())
+  assert out["valid"].tolist() == [True, False, True]
+  assert np.all(np.isfinite(out["targets"]))
+  assert np.all(np.asarray(out["weights"])[:, 1] == 0)
+
+
+# -- the engine ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,bits", [("float32", 32), ("bfloat16", 16)])
+def test_bytes_per_client_per_direction(dtype, bits):
+  market = _market(config=mk.MarketConfig(value_dtype=dtype))
+  metrics = market.step()
+  sampled = market.sample(0)
+  per_client = N_REF * K * bits
+  expected = np.zeros(N, np.int64)
+  expected[sampled] = per_client
+  np.testing.assert_array_equal(market.uplink_bits, expected)
+  np.testing.assert_array_equal(market.downlink_bits, expected)
+  assert metrics["total_bytes"] == 2 * S * per_client / 8
+  assert metrics["participants"] == S and metrics["excluded"] == 0
+
+
+def test_local_only_sends_nothing_and_trains():
+  market = _market(config=mk.MarketConfig(method="local"))
+  before = market.client_accuracy(TEST.x, TEST.y)
+  for _ in range(3):
+    metrics = market.step()
+  assert metrics["total_bytes"] == 0 and market.uplink_bits.sum() == 0
+  assert market.client_accuracy(TEST.x, TEST.y).mean() > before.mean()
+
+
+def test_distillation_reduces_kl_to_target():
+  market = _market()
+  fns, params = market._fns[0], market.params[0]  # pylint: disable=protected-access
+  rng = np.random.default_rng(0)
+  q = jax.nn.softmax(jnp.asarray(rng.normal(size=(N, N_REF, K)) * 3), -1)
+  x_ref = jnp.asarray(REF.x)
+
+  def kl(p):
+    return jax.vmap(lambda a, t: mk.distillation_loss(
+        SMALL.apply({"params": a}, x_ref), t))(p, q)
+
+  keys = jax.random.split(jax.random.key(0), N)
+  new, _ = fns.distill(params, q, keys, x_ref)
+  assert np.all(np.asarray(kl(new)) < np.asarray(kl(params)))
+
+
+def test_heterogeneous_groups_share_one_market():
+  groups = [mk.ClientGroup(SMALL, (0, 2, 4)), mk.ClientGroup(OTHER, (1, 3, 5))]
+  market = _market(groups, per_round=2)  # some rounds sample one group only
+  rounds = np.zeros(N, np.int64)
+  for rnd in range(3):
+    before = jax.tree.map(np.asarray, market.params)
+    metrics = market.step()
+    sampled = market.sample(rnd)
+    rounds[sampled] += 1
+    assert metrics["participants"] == 2 and metrics["excluded"] == 0
+    for g, group in enumerate(groups):
+      for pos, c in enumerate(group.clients):
+        moved = any(not np.array_equal(a[pos], b[pos]) for a, b in zip(
+            jax.tree.leaves(before[g]), jax.tree.leaves(market.params[g])))
+        assert moved == (c in sampled)
+  np.testing.assert_array_equal(market.downlink_bits, rounds * N_REF * K * 32)
+  assert np.all(np.isfinite(market.client_accuracy(TEST.x, TEST.y)))
+
+
+def test_fedavg_fedprox_refuse_heterogeneous_models():
+  groups = [mk.ClientGroup(SMALL, (0, 1)), mk.ClientGroup(OTHER, (2, 3))]
+  for name, kw in (("fedavg", {}), ("fedprox", {"mu": 0.01})):
+    with pytest.raises(ValueError, match="one architecture"):
+      mk.baseline_algorithm(name, groups, REF.x[:1], optax.sgd(0.1), **kw)
+  algo = mk.baseline_algorithm("fedprox", groups[:1], REF.x[:1],
+                               optax.sgd(0.1), mu=0.01)
+  assert isinstance(algo, fed.FederatedAlgorithm)
+
+
+def test_faulty_clients_are_excluded_and_counted():
+  wrong = models.create_model("mlp", K + 1, features=(8,))
+  groups = [mk.ClientGroup(SMALL, (0, 1, 2, 3)), mk.ClientGroup(NaNNet(), (4,)),
+            mk.ClientGroup(wrong, (5,))]
+  market = _market(groups, per_round=N)
+  metrics = market.step()
+  assert metrics["participants"] == N and metrics["excluded"] == 2
+  np.testing.assert_array_equal(market.excluded, [0, 0, 0, 0, 1, 1])
+  bits = N_REF * K * 32
+  np.testing.assert_array_equal(market.downlink_bits, [bits] * 4 + [0, 0])
+  np.testing.assert_array_equal(market.uplink_bits,
+                                [bits] * 5 + [N_REF * (K + 1) * 32])
+  assert np.isfinite(metrics["distill_loss"])
+  assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(market.params[0]))
+
+
+def test_bad_reference_sets():
+  with pytest.raises(ValueError, match="needs labels"):
+    _market(reference=(REF.x, None))
+  only_two = fed.ClientData(CLIENTS.x, CLIENTS.y, [
+      np.flatnonzero(CLIENTS.y == k)[i::3] for k in (0, 1) for i in range(3)],
+      K)
+  with pytest.raises(ValueError, match=r"reference labels \[2, 3\]"):
+    _market(clients=only_two)
+
+
+def test_deterministic_by_seed():
+  runs = []
+  for seed in (0, 0, 1):
+    market = _market(seed=seed)
+    runs.append(([market.step() for _ in range(2)],
+                 jax.tree.map(np.asarray, market.params)))
+  assert runs[0][0] == runs[1][0]
+  jax.tree.map(np.testing.assert_array_equal, runs[0][1], runs[1][1])
+  assert runs[0][0] != runs[2][0]
+
+
+def test_holdout_split_and_client_accuracy():
+  train, held = mk.holdout_split(CLIENTS, 0.25, seed=0)
+  for a, b, c in zip(train.client_indices, held.client_indices,
+                     CLIENTS.client_indices):
+    assert not set(a) & set(b) and set(a) | set(b) == set(c)
+  market = _market(clients=train)
+  own = market.client_accuracy(parts=held)
+  assert own.shape == (N,) and np.all((own >= 0) & (own <= 1))
