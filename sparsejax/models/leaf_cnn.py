@@ -14,7 +14,8 @@ class LeafCNN(nn.Module):
   ``conv5x5(32, same) -> relu -> maxpool2 -> conv5x5(64, same) -> relu ->
   maxpool2 -> flatten(7*7*64) -> dense(2048) -> relu -> dense(num_classes)``,
   as in LEAF's ``models/femnist/cnn.py``: 6,603,710 parameters for 62
-  classes (832 + 51,264 + 6,424,576 + 127,038).
+  classes (832 + 51,264 + 6,424,576 + 127,038). ``hidden`` narrows the dense
+  layer (e.g. 128 for CPU-sized federated sweeps).
 
   References:
     Caldas et al., "LEAF: A Benchmark for Federated Settings",
@@ -22,6 +23,7 @@ class LeafCNN(nn.Module):
   """
 
   num_classes: int = 62
+  hidden: int = 2048
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -34,6 +36,6 @@ class LeafCNN(nn.Module):
     x = nn.relu(nn.Conv(64, (5, 5), padding="SAME", name="conv_1", **kw)(x))
     x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))
-    x = nn.relu(nn.Dense(2048, name="dense_0", **kw)(x))
+    x = nn.relu(nn.Dense(self.hidden, name="dense_0", **kw)(x))
     x = nn.Dense(self.num_classes, name="head", **kw)(x)
     return x.astype(jnp.float32)

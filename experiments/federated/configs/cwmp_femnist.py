@@ -1,11 +1,17 @@
-"""CWMP vs top-k at 1, 5, 10 and 20%: CIFAR-10, Dirichlet(0.5), 10 clients.
+"""CWMP vs top-k at 1, 5, 10 and 20%: FEMNIST, Dirichlet(0.5), 10 clients.
 
 Both families use the energy-table cost model
 (:func:`sparsejax.energy_table_costs`: 20 pJ/bit transmit plus a DRAM or SRAM
 read-modify-write per element); CWMP's per-round budget is the ratio times
 the energy of sending everything, and top-k is metered on the same costs.
-No error feedback (as in the paper). All clients take part every round.
-CIFAR-10 is the offline JPEG copy (see ../shared/data/README.md).
+CWMP's message buffer holds ``2 r`` of the entries (a cheap entry costs
+less than the average, so a selection can exceed ``r d``; anything beyond the
+buffer is counted as overflow). No error feedback (as in the paper). All clients take part every round.
+The LEAF CNN mixes cheap, compute-bound convolution kernels (SRAM updates)
+with one large memory-bound dense layer (DRAM updates), which is where
+cost-weighting can differ from top-k; its dense layer is narrowed to 128 so
+the sweep fits the 2-core build machine (a ResNet on CIFAR-10 took over 30 s
+a round there).
 """
 
 from experiments.federated.configs import default
@@ -16,28 +22,30 @@ RATIOS = (0.01, 0.05, 0.1, 0.2)
 def methods():
   out = {"fedavg": {"algorithm": "fedavg"}}
   for r in RATIOS:
-    out[f"top_k_{r:g}"] = {
+    pct = f"{100 * r:g}pct"
+    out[f"top_k_{pct}"] = {
         "algorithm": "fedavg", "energy_costs": "energy_table",
         "compressor": {"name": "top_k", "ratio": r, "scope": "global"}}
-    out[f"cwmp_{r:g}"] = {
+    out[f"cwmp_{pct}"] = {
         "algorithm": "fedavg", "energy_costs": "energy_table",
         "compressor": {"name": "cost_weighted", "costs": "energy_table",
-                       "energy_ratio": r}}
+                       "energy_ratio": r, "max_ratio": min(1.0, 2 * r)}}
   return out
 
 
 def get_config():
   config = default.get_config()
-  config.dataset.name = "cifar10"
+  config.dataset.name = "femnist"
   config.partition.update(scheme="dirichlet", num_clients=10, alpha=0.5)
-  config.model.name = "resnet9"
-  config.model.kwargs = {"width": 8, "norm": "group"}
+  config.model.name = "leaf_cnn"
+  config.model.kwargs = {"hidden": 128}  # 458k parameters, 11% in convs
   config.local.update(lr=0.05, lr_min=0.005, steps=5, batch_size=32)
   config.methods = methods()
-  config.num_rounds = 40
+  config.num_rounds = 30
   config.clients_per_round = 10
   config.eval_every = 10
   config.log_every = 10
   config.checkpoint_every = 20
-  config.target_accuracy = 0.35
+  config.client_batch_size = 1  # clients one at a time: no grouped convs
+  config.target_accuracy = 0.6
   return config
