@@ -26,8 +26,8 @@ def methods():
     out[f"top_k_{pct}"] = {
         "algorithm": "fedavg", "energy_costs": "energy_table",
         "compressor": {"name": "top_k", "ratio": r, "scope": "global"}}
-    out[f"cwmp_{pct}"] = {
-        "algorithm": "fedavg", "energy_costs": "energy_table",
+    out[f"cwmp_{pct}"] = {  # keeps its own energy ledger
+        "algorithm": "fedavg",
         "compressor": {"name": "cost_weighted", "costs": "energy_table",
                        "energy_ratio": r, "max_ratio": min(1.0, 2 * r)}}
   return out
