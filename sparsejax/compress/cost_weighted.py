@@ -147,7 +147,13 @@ def energy_metered(compressor: Compressor, costs="energy_table") -> Compressor:
 
   def init(params):
     resolve_costs(costs, params)
-    return MeteredState(compressor.init(params), EnergyLedger.zero())
+    inner_state = compressor.init(params)
+    if any(isinstance(x, EnergyLedger) for x in jax.tree.leaves(
+        inner_state, is_leaf=lambda x: isinstance(x, EnergyLedger))):
+      raise ValueError("this compressor already keeps an energy ledger "
+                       "(e.g. cost_weighted): metering it again would count "
+                       "its energy twice")
+    return MeteredState(inner_state, EnergyLedger.zero())
 
   def encode(updates, state):
     message, inner_state = compressor.encode(updates, state.inner_state)

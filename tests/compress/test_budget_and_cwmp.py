@@ -185,3 +185,9 @@ def test_cwmp_spends_at_most_top_k_energy_for_the_same_ratio_budget():
   dense = sum(float(np.sum(np.broadcast_to(c, x.shape))) for c, x in zip(
       jax.tree.leaves(sj.energy_table_costs(g)), jax.tree.leaves(g)))
   assert float(state.energy.total) <= r * dense * (1 + 1e-6)
+
+
+def test_energy_metered_refuses_a_second_ledger():
+  g = _grad(0)
+  with pytest.raises(ValueError, match="twice"):
+    sj.energy_metered(sj.cost_weighted("uniform", budget=3.0)).init(g)
