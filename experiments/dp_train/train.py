@@ -12,7 +12,6 @@ each method exactly. ``workdir`` then gets ``accuracy_vs_bytes.png``,
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -172,11 +171,8 @@ def write_summary(runs, workdir, target=None):
         training.bytes_to_target_table(evals, target, x_keys=("step",
                                                               "bytes_sent")),
         ("method", f"steps to {target}", f"bytes to {target}"))
-  with open(os.path.join(workdir, "summary.md"), "w") as f:
-    f.write(table + "\n")
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump([dict(zip(headers, r)) for r in rows], f, indent=1,
-              default=float)
+  training.save_summary(workdir, table,
+                        [dict(zip(headers, r)) for r in rows])
   logging.info("summary (%s):\n%s", workdir, table)
   return table
 

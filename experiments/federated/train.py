@@ -16,7 +16,6 @@ compressors wrapped by ``energy_costs``), and ``summary.md``/
 
 from __future__ import annotations
 
-import json
 import os
 
 from absl import logging
@@ -159,10 +158,7 @@ def write_summary(runs, workdir, target=None):
                f"total bytes to {target}"))
     summary["to_target"] = {"target": target, "rows": [
         dict(zip(("method",) + x_keys, h)) for h in hits]}
-  with open(os.path.join(workdir, "summary.md"), "w") as f:
-    f.write(table)
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  training.save_summary(workdir, table, summary)
   logging.info("summary (%s):\n%s", workdir, table)
   return table
 

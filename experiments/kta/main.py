@@ -7,28 +7,12 @@ Runs every ``config.methods`` entry for every seed of ``config.seeds`` on one
 partition, then writes plots and the summary table (see ``train.py``).
 """
 
-import os
+from experiments import launch
 
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
+launch.force_host_devices(8)
 
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.kta import train
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "/tmp/sparsejax_kta",
-                    "Where metrics, plots and the summary go.")
-config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs/default.py"),
-    "Experiment configuration.", lock_config=True)
-
-
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.INFO)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-
-
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(train.train_and_evaluate, __file__, "/tmp/sparsejax_kta")

@@ -18,7 +18,6 @@ total bytes and the fraction of FedAvg's.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -191,10 +190,7 @@ def write_summary(runs, workdir):
   table = training.format_table(rows, (
       "method", "final personal acc", "best personal acc",
       "final global acc", "total bytes", "bytes vs FedAvg"))
-  with open(os.path.join(workdir, "summary.md"), "w") as f:
-    f.write(table + "\n")
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  training.save_summary(workdir, table, summary)
   logging.info("summary (%s):\n%s", workdir, table)
   return table
 

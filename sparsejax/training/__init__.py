@@ -19,6 +19,7 @@ from sparsejax.training.plotting import bytes_to_target_table
 from sparsejax.training.plotting import format_bytes
 from sparsejax.training.plotting import format_table
 from sparsejax.training.plotting import plot_curves
+from sparsejax.training.plotting import save_summary
 from sparsejax.training.progress import format_duration
 from sparsejax.training.progress import format_metrics
 from sparsejax.training.progress import Progress
@@ -43,5 +44,6 @@ __all__ = [
     "quiet_checkpoint_logs",
     "read_metrics",
     "run_with_checkpoints",
+    "save_summary",
     "to_python_scalar",
 ]

@@ -10,6 +10,7 @@ canvas: no pyplot, no global backend switch, safe in headless jobs and threads.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any, Mapping, Sequence
@@ -230,3 +231,16 @@ def format_table(
       ("-" * (w - 1) + ":") if num else "-" * w
       for w, num in zip(widths, numeric)) + " |"
   return "\n".join([line(headers), sep] + [line(c) for c in cells]) + "\n"
+
+
+def save_summary(workdir, table: str, data) -> str:
+  """Writes ``summary.md`` (the table) and ``summary.json`` under ``workdir``.
+
+  Returns the table, for logging.
+  """
+  workdir = os.fspath(workdir)
+  with open(os.path.join(workdir, "summary.md"), "w") as f:
+    f.write(table + "\n")
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(data, f, indent=1, default=float)
+  return table
