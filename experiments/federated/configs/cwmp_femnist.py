@@ -39,13 +39,13 @@ def get_config():
   config.partition.update(scheme="dirichlet", num_clients=10, alpha=0.5)
   config.model.name = "leaf_cnn"
   config.model.kwargs = {"hidden": 128}  # 458k parameters, 11% in convs
-  config.local.update(lr=0.05, lr_min=0.005, steps=5, batch_size=32)
+  config.local.update(lr=0.05, lr_min=0.005, steps=5, batch_size=16)
   config.methods = methods()
-  config.num_rounds = 30
+  config.num_rounds = 15
   config.clients_per_round = 10
-  config.eval_every = 10
-  config.log_every = 10
-  config.checkpoint_every = 20
+  config.eval_every = 5
+  config.log_every = 5
+  config.checkpoint_every = 5
   config.client_batch_size = 1  # clients one at a time: no grouped convs
-  config.target_accuracy = 0.6
+  config.target_accuracy = 0.5
   return config
