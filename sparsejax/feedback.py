@@ -26,8 +26,8 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
+from sparsejax.compress.accounting import find_nodes
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.base import is_float
 from sparsejax.compress.messages import decode
@@ -43,7 +43,8 @@ class ErrorFeedbackState(NamedTuple):
   step: jax.Array             # int32: steps seen (for the lr schedule)
 
 
-def _sq_norm(tree) -> jax.Array:
+def sq_norm(tree) -> jax.Array:
+  """``sum ||x||^2`` over the float leaves, in float32."""
   return sum((jnp.sum(jnp.square(x.astype(jnp.float32)))
               for x in jax.tree.leaves(tree) if is_float(x)),
              jnp.zeros((), jnp.float32))
@@ -122,7 +123,7 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
     residual = jax.tree.map(
         lambda ai, si, e: (ai - si).astype(e.dtype) if is_float(ai) else e,
         a, sent, state.residual)
-    err = _sq_norm(residual)
+    err = sq_norm(residual)
     new_state = ErrorFeedbackState(
         residual, inner_state, state.total_error + err, err,
         state.nonfinite_steps, state.step + 1)
@@ -141,14 +142,17 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
   return compressed_mean(tx, axis_name)
 
 
-def residual(state: Any) -> Any:
-  """The error-feedback residual ``e_t`` found in an optax state."""
-  found = [s for s in jax.tree.leaves(
-      state, is_leaf=lambda x: isinstance(x, ErrorFeedbackState))
-           if isinstance(s, ErrorFeedbackState)]
+def error_feedback_state(state: Any) -> ErrorFeedbackState:
+  """The one :class:`ErrorFeedbackState` in an optax state."""
+  found = find_nodes(state, ErrorFeedbackState)
   if len(found) != 1:
     raise ValueError(f"expected one ErrorFeedbackState, found {len(found)}")
-  return found[0].residual
+  return found[0]
+
+
+def residual(state: Any) -> Any:
+  """The error-feedback residual ``e_t`` found in an optax state."""
+  return error_feedback_state(state).residual
 
 
 error_feedback.static_args = ("residual_dtype",)

@@ -18,7 +18,6 @@ import os
 from absl import logging
 import jax
 import ml_collections
-import numpy as np
 import optax
 
 import sparsejax as sj

@@ -99,7 +99,7 @@ class CommCounters(NamedTuple):
                         elements, bits)
 
 
-def _find(tree: Any, cls: type) -> list:
+def find_nodes(tree: Any, cls: type) -> list:
   """All nodes of type ``cls`` in ``tree`` (NamedTuples are walked)."""
   return [x for x in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, cls))
           if isinstance(x, cls)]
@@ -127,7 +127,7 @@ def comm_stats(state: Any) -> dict[str, jax.Array]:
   """
   from sparsejax.feedback import ErrorFeedbackState  # pylint: disable=g-import-not-at-top
 
-  counters = _find(state, CommCounters)
+  counters = find_nodes(state, CommCounters)
   if not counters:
     raise ValueError("no sparsejax compressor state found in this optax state")
   stats = {
@@ -139,15 +139,15 @@ def comm_stats(state: Any) -> dict[str, jax.Array]:
   }
   stats["bytes_sent"] = stats["bits_sent"] / 8
   stats["overflow"] = sum(c.overflow for c in counters)
-  ef = _find(state, ErrorFeedbackState)
+  ef = find_nodes(state, ErrorFeedbackState)
   if ef:
     stats["total_error"] = sum(s.total_error for s in ef)
     stats["residual_norm"] = jnp.sqrt(sum(s.residual_sq_norm for s in ef))
     stats["nonfinite_steps"] = sum(s.nonfinite_steps for s in ef)
-  budgets = _find(state, BudgetState)
+  budgets = find_nodes(state, BudgetState)
   if budgets:
     stats["budget_left"] = sum(b.left.to_float() for b in budgets)
-  energy = _find(state, EnergyLedger)
+  energy = find_nodes(state, EnergyLedger)
   if energy:
     stats["energy_joules"] = sum(e.total for e in energy)
     stats["last_energy_joules"] = sum(e.last for e in energy)

@@ -22,8 +22,7 @@ from sparsejax.compress.accounting import CommCounters
 from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import FlatMessage
 from sparsejax.compress.messages import decode
-from sparsejax.compress.messages import message_overflow
-from sparsejax.compress.messages import message_size
+from sparsejax.compress.messages import record_message
 
 SCOPES = ("leaf", "global")
 
@@ -102,9 +101,8 @@ def make_compressor(encode_vector: VectorEncoder, *, scope: str = "leaf",
       message = jax.tree.unflatten(treedef, messages)
     else:
       message = _encode_global(encode_vector, leaves, treedef, key)
-    elements, bits = message_size(message)
-    counters = state.counters.record(elements, bits, message_overflow(message))
-    return message, CompressorState(counters, next_key)
+    return message, CompressorState(record_message(state.counters, message),
+                                    next_key)
 
   return Compressor(init, encode)
 

@@ -45,7 +45,7 @@ from sparsejax.compress.base import check_at_least
 from sparsejax.compress.base import flatten_floats
 from sparsejax.compress.messages import MaskedMessage
 from sparsejax.compress.messages import dtype_bits
-from sparsejax.compress.messages import message_size
+from sparsejax.compress.messages import record_message
 
 BUDGET_UNITS = ("elements", "bits")
 
@@ -151,13 +151,12 @@ def budgeted_hard_threshold(budget: float, num_steps: int, *,
                            lambda: (jnp.where(keep, x, 0), above))
     wire = x.dtype if value_dtype is None else value_dtype
     message = pack(MaskedMessage(dense.astype(wire), sent, x.shape, x.dtype))
-    elements, bits = message_size(message)
     left = state.budget.left - BitCount.of(sent)
     target = state.budget.left.to_float() / (later_steps + 1).astype(
         jnp.float32)
     ratio = jnp.clip(sent / jnp.maximum(target, 1.0) - 1.0, -1.0, 1.0)
     new_state = BudgetedThresholdState(
-        state.counters.record(elements, bits, jnp.maximum(above - sent, 0)),
+        record_message(state.counters, message, jnp.maximum(above - sent, 0)),
         BudgetState(left), lam * jnp.exp(adapt_rate * ratio), state.step + 1)
     return message, new_state
 

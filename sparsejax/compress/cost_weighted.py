@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from sparsejax import kernels
 from sparsejax.compress.accounting import CommCounters
 from sparsejax.compress.accounting import EnergyLedger
+from sparsejax.compress.accounting import find_nodes
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.base import check_at_least
 from sparsejax.compress.base import check_ratio
@@ -29,8 +30,8 @@ from sparsejax.compress.base import flatten_floats
 from sparsejax.compress.base import is_float
 from sparsejax.compress.costs import resolve_costs
 from sparsejax.compress.messages import SparseMessage
-from sparsejax.compress.messages import message_size
 from sparsejax.compress.messages import message_support
+from sparsejax.compress.messages import record_message
 
 
 class CostWeightedState(NamedTuple):
@@ -106,10 +107,8 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
     wire = x.dtype if value_dtype is None else value_dtype
     message = pack(SparseMessage(values.astype(wire), indices, count,
                                  x.shape, x.dtype, "int32", True))
-    elements, bits = message_size(message)
-    overflow = jnp.maximum(count - max_count, 0)
     return message, CostWeightedState(
-        state.counters.record(elements, bits, overflow),
+        record_message(state.counters, message),  # overflow: count > buffer
         state.energy.record(spent))
 
   return Compressor(init, encode)
@@ -148,8 +147,7 @@ def energy_metered(compressor: Compressor, costs="energy_table") -> Compressor:
   def init(params):
     resolve_costs(costs, params)
     inner_state = compressor.init(params)
-    if any(isinstance(x, EnergyLedger) for x in jax.tree.leaves(
-        inner_state, is_leaf=lambda x: isinstance(x, EnergyLedger))):
+    if find_nodes(inner_state, EnergyLedger):
       raise ValueError("this compressor already keeps an energy ledger "
                        "(e.g. cost_weighted): metering it again would count "
                        "its energy twice")

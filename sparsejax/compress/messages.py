@@ -272,3 +272,12 @@ def message_size(message: Any) -> tuple[BitCount, BitCount]:
     e, b = m.size()
     elements, bits = elements + e, bits + b
   return elements, bits
+
+
+def record_message(counters, message: Any, overflow=None):
+  """``counters`` after sending ``message`` (its size; overflow by default
+  :func:`message_overflow`)."""
+  elements, bits = message_size(message)
+  if overflow is None:
+    overflow = message_overflow(message)
+  return counters.record(elements, bits, overflow)

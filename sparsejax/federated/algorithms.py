@@ -38,7 +38,9 @@ from sparsejax.compress.quantizers import identity
 from sparsejax.federated.aggregation import check_aggregation
 from sparsejax.federated.model import FederatedModel
 from sparsejax.feedback import error_feedback
+from sparsejax.feedback import error_feedback_state
 from sparsejax.feedback import residual
+from sparsejax.feedback import sq_norm
 
 LocalOpt = optax.GradientTransformation | Callable[[jax.Array],
                                                     optax.GradientTransformation]
@@ -94,11 +96,6 @@ class FederatedAlgorithm(NamedTuple):
   client_step: Callable
   client_final: Callable
   server_update: Callable
-
-
-def _tree_sq_norm(tree) -> jax.Array:
-  return sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
-             for x in jax.tree.leaves(tree))
 
 
 def local_update_algorithm(
@@ -169,9 +166,10 @@ def local_update_algorithm(
     message, uplink_state = uplink.encode(delta, client.uplink)
     opt_state = local.opt_state if persistent_opt else ()
     metrics = {
-        "residual_norm": jnp.sqrt(_tree_sq_norm(residual(uplink_state)))
+        "residual_norm": jnp.sqrt(
+            error_feedback_state(uplink_state).residual_sq_norm)
                          if has_residual else jnp.zeros(()),
-        "drift": jnp.sqrt(_tree_sq_norm(delta)),
+        "drift": jnp.sqrt(sq_norm(delta)),
     }
     return message, ClientState(uplink_state, opt_state), metrics
 

@@ -52,6 +52,7 @@ from jax.sharding import PartitionSpec as P
 from sparsejax.compress.accounting import BitCount
 from sparsejax.compress.accounting import EnergyLedger
 from sparsejax.compress.accounting import exact
+from sparsejax.compress.accounting import find_nodes
 from sparsejax.compress.messages import message_size
 from sparsejax.federated import aggregation
 from sparsejax.federated.algorithms import FederatedAlgorithm
@@ -493,9 +494,7 @@ class Simulation:
 
 def _energy_joules(client_states) -> float | None:
   """Cumulative uplink energy over all clients, if their uplinks meter it."""
-  ledgers = [x for x in jax.tree.leaves(
-      client_states, is_leaf=lambda x: isinstance(x, EnergyLedger))
-             if isinstance(x, EnergyLedger)]
+  ledgers = find_nodes(client_states, EnergyLedger)
   if not ledgers:
     return None
   return float(sum(jnp.sum(e.total) for e in ledgers))
