@@ -3,7 +3,7 @@ r"""Federated simulation throughput: vectorised engine vs a loop over clients.
     python -m experiments.bench_federated.main --clients_per_round=8,16,32,64
 
 Client updates per second (``S`` / seconds per round) of one SA-PEF round
-(H local steps, error feedback + global top-1% uplink) for three engines,
+(H local steps, error feedback + global top-1% uplink) for four engines,
 same model, data and algorithm:
 
 * ``loop``: a Python loop over the sampled clients, each calling one jitted
@@ -13,11 +13,17 @@ same model, data and algorithm:
 * ``shard_map``: the same over ``--devices`` devices (forced host devices on
   CPU), vmap over each device's clients;
 * ``shard_map, lax.map``: the same, each device running its clients one
-  after the other inside the round (``client_batch_size=1``): on a CPU, vmap
-  over per-client weights turns convolutions into slow grouped ones.
+  after the other inside the round (``client_batch_size=1``).
+
+The CNN's convolutions are :class:`sparsejax.models.PatchConv` (im2col +
+matmul) by default: vmapped over per-client kernels, ``flax.linen.Conv``
+becomes a grouped convolution that XLA:CPU runs slowly (``--conv=xla``
+compares). All engines unroll the H local steps (the engine's default).
 
 Prints a table (the speed-ups are over ``loop`` at the same ``S``; target:
->= 5x on CPU with 8 forced devices) and writes JSON.
+>= 5x on CPU with 8 forced devices) and writes JSON. The forced devices share
+the machine's cores: runs with ``--devices`` = 1, 2, 4 give the device-scaling
+curve.
 """
 
 from experiments import launch
@@ -27,6 +33,7 @@ launch.force_host_devices(8)
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import functools
 import json
+import os
 import statistics
 import time
 
@@ -40,6 +47,7 @@ import optax
 
 import sparsejax as sj
 from sparsejax import federated
+from sparsejax import models
 from sparsejax import training
 
 FLAGS = flags.FLAGS
@@ -50,18 +58,22 @@ flags.DEFINE_integer("devices", 8, "Devices of the shard_map engine.")
 flags.DEFINE_integer("local_steps", 5, "Local steps H.")
 flags.DEFINE_integer("batch_size", 32, "Local batch size.")
 flags.DEFINE_integer("repeats", 3, "Timed rounds after a warm-up round.")
+flags.DEFINE_enum("conv", "patch", ["patch", "xla"],
+                  "Convolution of the CNN: sparsejax.models.PatchConv (im2col "
+                  "+ matmul) or flax.linen.Conv (XLA's convolution).")
 flags.DEFINE_string("json_out", "", "Where to write the results.")
 
 
 class SmallCNN(nn.Module):
   """conv3x3/2(8) -> conv3x3/2(16) -> dense: 9.1k params on 28x28x1."""
   num_classes: int = 10
+  conv: type[nn.Module] = nn.Conv
 
   @nn.compact
   def __call__(self, x, train=False):
     del train
-    x = nn.relu(nn.Conv(8, (3, 3), strides=2)(x))
-    x = nn.relu(nn.Conv(16, (3, 3), strides=2)(x))
+    x = nn.relu(self.conv(8, (3, 3), strides=2)(x))
+    x = nn.relu(self.conv(16, (3, 3), strides=2)(x))
     return nn.Dense(self.num_classes)(x.reshape((x.shape[0], -1)))
 
 
@@ -129,7 +141,8 @@ def main(argv):
   y = rng.integers(0, 10, size=x.shape[0]).astype(np.int32)
   clients = federated.ClientData(
       x, y, federated.iid_partition(y, FLAGS.num_clients), 10)
-  model = federated.classifier(SmallCNN(), x[:1])
+  conv = models.PatchConv if FLAGS.conv == "patch" else nn.Conv
+  model = federated.classifier(SmallCNN(conv=conv), x[:1])
   algo = federated.sapef(model, optax.sgd(0.05), sj.top_k(0.01, scope="global"),
                          alpha=0.85, local_steps=FLAGS.local_steps,
                          batch_size=FLAGS.batch_size)
@@ -157,6 +170,7 @@ def main(argv):
   if FLAGS.json_out:
     with open(FLAGS.json_out, "w") as f:
       json.dump({"backend": jax.default_backend(), "jax": jax.__version__,
+                 "cpu_count": os.cpu_count(), "conv": FLAGS.conv,
                  "devices": FLAGS.devices, "num_clients": FLAGS.num_clients,
                  "local_steps": FLAGS.local_steps,
                  "batch_size": FLAGS.batch_size,

@@ -115,7 +115,8 @@ def _all_finite(tree) -> jax.Array:
 
 
 def client_update(algo: FederatedAlgorithm, server: ServerState, client,
-                  row, size, key, x, y, probe=None, probe_grad=None):
+                  row, size, key, x, y, probe=None, probe_grad=None,
+                  unroll: int | bool | None = None):
   """One client's round: ``(message, new client state, metrics)``.
 
   ``metrics["finite"]``: whether ``y_H``, the message and the new state are
@@ -123,6 +124,8 @@ def client_update(algo: FederatedAlgorithm, server: ServerState, client,
   ``probe``/``probe_grad``: a held-out batch and ``grad f(w)`` on it; if
   given, ``grad_mismatch = ||grad f(w) - grad f(y_0)||^2`` at the local
   start point ``y_0`` (``w + alpha e_i`` for SA-PEF) is reported.
+  ``unroll``: of the ``lax.scan`` over the ``H`` local steps (see
+  :func:`local_step_unroll`).
   """
   examples = local_batches(key, row, size, algo.local_steps, algo.batch_size)
   local = algo.client_init(server, client)
@@ -134,13 +137,30 @@ def client_update(algo: FederatedAlgorithm, server: ServerState, client,
   def step(local, ids):
     return algo.client_step(local, {"x": x[ids], "y": y[ids]})
 
-  local, step_metrics = jax.lax.scan(step, local, examples)
+  local, step_metrics = jax.lax.scan(
+      step, local, examples, unroll=local_step_unroll(algo.local_steps, unroll))
   message, client, final_metrics = algo.client_final(server, client, local)
   metrics["finite"] = _all_finite((local.params, message, client))
   metrics.update(final_metrics)
   metrics.update({f"train_{k}": jnp.mean(v) for k, v in step_metrics.items()})
   metrics["uplink_bits"] = message_size(message)[1]
   return message, client, metrics
+
+
+MAX_FULL_UNROLL = 16
+
+
+def local_step_unroll(local_steps: int, unroll: int | bool | None) -> int | bool:
+  """The local-step scan's unroll; ``None``: all of ``H <= 16`` steps, else 1.
+
+  XLA:CPU runs convolutions in a loop body 2-3x slower than unrolled ones
+  (measured in BUILD_NOTES.md); unrolling costs compile time linear in ``H``.
+  """
+  if unroll is None:
+    return local_steps <= MAX_FULL_UNROLL
+  if not isinstance(unroll, bool) and unroll < 1:
+    raise ValueError(f"unroll must be True, False or >= 1, got {unroll}")
+  return unroll
 
 
 def _fold_keys(tree, i):
@@ -174,6 +194,7 @@ class RoundConfig(NamedTuple):
   padded_clients: int           # S rounded up to a multiple of the devices
   mesh: Mesh | None
   client_batch_size: int | None
+  unroll: int | bool = 1
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -202,7 +223,7 @@ def _device_round(config: RoundConfig, server, clients, rows, sizes, weights,
 
   def one(client, row, size, key):
     return client_update(algo, server, client, row, size, key, x, y, probe,
-                         probe_grad)
+                         probe_grad, config.unroll)
 
   args = (clients, rows, sizes, keys)
   if config.client_batch_size is None:
@@ -331,6 +352,7 @@ class Simulation:
                test_data=None, eval_every: int = 1, eval_batch_size: int = 256,
                probe_size: int = 64, mesh: Mesh | None = None,
                client_batch_size: int | None = None,
+               unroll: int | bool | None = None,
                dropout_rate: float = 0.0):
     """Builds the initial state and the jitted round.
 
@@ -349,13 +371,15 @@ class Simulation:
         clients over devices with ``shard_map``; ``None``: one device, vmap.
       client_batch_size: vectorise this many clients at a time per device
         (``lax.map``) instead of all of them (``None``).
+      unroll: unroll factor of the scan over the ``H`` local steps (``True``:
+        all); ``None``: :func:`local_step_unroll`'s default.
       dropout_rate: probability that a sampled client drops out mid-round
         (see the module docstring), in ``[0, 1]``.
 
     Raises:
       ValueError: ``clients_per_round`` outside ``[1, N]``, ``dropout_rate``
-        outside ``[0, 1]``, ``eval_every`` or ``client_batch_size`` < 1, or a
-        mesh without a ``"clients"`` axis.
+        outside ``[0, 1]``, ``eval_every``, ``client_batch_size`` or
+        ``unroll`` < 1, or a mesh without a ``"clients"`` axis.
     """
     n = clients.num_clients
     if not 1 <= clients_per_round <= n:
@@ -374,7 +398,8 @@ class Simulation:
     devices = 1 if mesh is None else mesh.shape[CLIENTS]
     self.config = RoundConfig(algo, n, clients_per_round,
                               -(-clients_per_round // devices) * devices,
-                              mesh, client_batch_size)
+                              mesh, client_batch_size,
+                              local_step_unroll(algo.local_steps, unroll))
     self._sharding = None if mesh is None else NamedSharding(mesh, P())
     self.data = self._put(ClientArrays(
         clients.x, clients.y, clients.padded_indices(),

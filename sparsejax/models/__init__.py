@@ -8,6 +8,7 @@ logits. BatchNorm handling is described in :mod:`sparsejax.models.common`.
 from sparsejax.models.common import NORMS
 from sparsejax.models.leaf_cnn import LeafCNN
 from sparsejax.models.mlp import MLP
+from sparsejax.models.patch_conv import PatchConv
 from sparsejax.models.registry import MODEL_NAMES
 from sparsejax.models.registry import count_params
 from sparsejax.models.registry import create_model
@@ -21,6 +22,7 @@ __all__ = [
     "MLP",
     "MODEL_NAMES",
     "NORMS",
+    "PatchConv",
     "ResNet18",
     "ResNet9",
     "TextClassifier",

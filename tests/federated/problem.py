@@ -88,7 +88,7 @@ def simulation(name, seed=0, clients_per_round=PER_ROUND, nan_clients=(),
                **options):
   sim_options = {k: options.pop(k) for k in
                  ("mesh", "client_batch_size", "test_data", "probe_size",
-                  "dropout_rate")
+                  "dropout_rate", "unroll")
                  if k in options}
   sim_options.setdefault("probe_size", 0)
   return fed.Simulation(algorithm(name, **options),

@@ -26,6 +26,7 @@ def _rounds_agree(a, b, rounds=3):
 @pytest.mark.parametrize("backend", [
     dict(mesh="4 devices"),           # S = 3 padded to 4, one client per device
     dict(client_batch_size=2),        # lax.map over chunks of 2 clients
+    dict(unroll=1),                   # local steps in a loop, not unrolled
 ])
 def test_backends_match_vmap(backend):
   if "mesh" in backend:
@@ -158,6 +159,8 @@ def test_bad_simulation_arguments_raise():
       fed.Simulation(algo, problem.clients(), 2, dropout_rate=rate)
   with pytest.raises(ValueError, match="client_batch_size"):
     fed.Simulation(algo, problem.clients(), 2, client_batch_size=0)
+  with pytest.raises(ValueError, match="unroll"):
+    fed.Simulation(algo, problem.clients(), 2, unroll=0)
 
 
 def test_test_metrics_and_grad_mismatch():
