@@ -6,6 +6,7 @@ from sparsejax.compress import Compressor
 from sparsejax.compress import CompressorState
 from sparsejax.compress import DenseMessage
 from sparsejax.compress import FlatMessage
+from sparsejax.compress import GatedMessage
 from sparsejax.compress import MaskedMessage
 from sparsejax.compress import QuantizedMessage
 from sparsejax.compress import SeededMessage
@@ -40,6 +41,7 @@ from sparsejax.compress import volume_matched_threshold
 from sparsejax.feedback import ErrorFeedbackState
 from sparsejax.feedback import error_feedback
 from sparsejax.feedback import residual
+from sparsejax.feedback import with_residual
 
 # Subpackages reached as sj.parallel, sj.federated, ... (not in __all__).
 from sparsejax import data
@@ -62,6 +64,7 @@ __all__ = [
     "EnergyLedger",
     "ErrorFeedbackState",
     "FlatMessage",
+    "GatedMessage",
     "MaskedMessage",
     "QuantizedMessage",
     "SeededMessage",
@@ -88,6 +91,7 @@ __all__ = [
     "qsgd",
     "random_k",
     "residual",
+    "with_residual",
     "scaled_sign",
     "top_k",
     "uniform_costs",

@@ -155,4 +155,22 @@ def residual(state: Any) -> Any:
   return error_feedback_state(state).residual
 
 
+def with_residual(state: Any, new_residual: Any) -> Any:
+  """``state`` with its one error-feedback residual replaced (and its norm).
+
+  E.g. after part of ``e_t`` was sent separately (a periodic residual reset).
+  """
+  error_feedback_state(state)  # exactly one
+
+  def replace(node):
+    if not isinstance(node, ErrorFeedbackState):
+      return node
+    e = jax.tree.map(lambda new, old: new.astype(old.dtype), new_residual,
+                     node.residual)
+    return node._replace(residual=e, residual_sq_norm=sq_norm(e))
+
+  return jax.tree.map(replace, state,
+                      is_leaf=lambda n: isinstance(n, ErrorFeedbackState))
+
+
 error_feedback.static_args = ("residual_dtype",)

@@ -56,6 +56,9 @@ def build_algorithm(method: ml_collections.ConfigDict, config, model):
     if "energy_costs" in method:  # an energy ledger on any compressor
       compressor = sj.energy_metered(compressor, method.pop("energy_costs"))
     method["compressor"] = compressor
+  if "reset_compressor" in method:  # of a periodic residual reset
+    method["reset_compressor"] = sj.compressor_from_config(
+        method["reset_compressor"])
   if method.get("alpha") == "auto":
     method.setdefault("local_lr", config.local.lr)
   return ALGORITHMS[name](

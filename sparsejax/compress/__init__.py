@@ -17,6 +17,7 @@ from sparsejax.compress.costs import energy_table_costs
 from sparsejax.compress.costs import uniform_costs
 from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import FlatMessage
+from sparsejax.compress.messages import GatedMessage
 from sparsejax.compress.messages import MaskedMessage
 from sparsejax.compress.messages import QuantizedMessage
 from sparsejax.compress.messages import SeededMessage

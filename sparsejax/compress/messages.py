@@ -226,8 +226,28 @@ class FlatMessage:
                         for p in self.passthrough])
 
 
+@struct.dataclass
+class GatedMessage:
+  """``inner`` (a message or pytree of them) if ``sent``, else nothing.
+
+  A message sent only in some rounds with a static structure: when ``sent``
+  is False it costs 0 bits and decodes to zeros.
+  """
+  inner: Any
+  sent: jax.Array  # bool
+
+  def to_dense(self):
+    return jax.tree.map(lambda d: jnp.where(self.sent, d, jnp.zeros_like(d)),
+                        decode(self.inner))
+
+  def size(self) -> tuple[BitCount, BitCount]:
+    elements, bits = message_size(self.inner)
+    zero = BitCount.zero()
+    return elements.select(self.sent, zero), bits.select(self.sent, zero)
+
+
 MESSAGE_TYPES = (DenseMessage, SparseMessage, MaskedMessage, SeededMessage,
-                 QuantizedMessage, SignMessage, FlatMessage)
+                 QuantizedMessage, SignMessage, FlatMessage, GatedMessage)
 
 
 def is_message(x) -> bool:
@@ -243,6 +263,8 @@ def _support(m):
   """A message that decodes to 1.0 where ``m`` sends a coordinate."""
   if isinstance(m, FlatMessage):
     return m.replace(inner=_support(m.inner))
+  if isinstance(m, GatedMessage):
+    return m.replace(inner=jax.tree.map(_support, m.inner, is_leaf=is_message))
   if isinstance(m, (SparseMessage, SeededMessage)):
     return m.replace(values=jnp.ones_like(m.values))
   if isinstance(m, MaskedMessage):  # a threshold's kept entries are nonzero
@@ -262,6 +284,8 @@ def message_overflow(message: Any) -> jax.Array:
     m = m.inner if isinstance(m, FlatMessage) else m
     if isinstance(m, SparseMessage):
       total = total + m.overflow()
+    if isinstance(m, GatedMessage):
+      total = total + jnp.where(m.sent, message_overflow(m.inner), 0)
   return total
 
 

@@ -20,7 +20,13 @@ with ``n_i`` examples, global model ``w`` and uplink state ``e_i``:
 where the uplink ``U`` is a compressor (FedAvg, FedProx; no memory) or
 ``sj.error_feedback(C, carry=1-alpha)``: ``u = Delta + (1-alpha) e_i``,
 ``m = C(u)``, ``e_i <- u - m`` (EF-FedAvg for ``alpha = 0``, SA-PEF). The
-residual ``e_i`` persists while client ``i`` is not sampled. The local
+residual ``e_i`` persists while client ``i`` is not sampled.
+
+Periodic residual reset (CSER-style, the SA-PEF code's baseline;
+``reset_every = R``): in rounds ``R, 2R, ...`` each sampled client also sends
+``r_i = C_r(e_i)`` (default global top-10%) of its new residual and keeps
+``e_i <- e_i - r_i``; the server aggregates the ``r_i`` like the updates
+and adds them: ``w <- w + eta_g (agg_i(m_i) + agg_i(r_i))``. The local
 optimizer is fresh each round (``persistent_opt=False``) and may depend on
 the round: pass ``local_opt`` as ``round -> optax.GradientTransformation``.
 """
@@ -34,19 +40,24 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax.compress.base import Compressor
+from sparsejax.compress.messages import GatedMessage
+from sparsejax.compress.messages import decode
 from sparsejax.compress.quantizers import identity
+from sparsejax.compress.sparsifiers import top_k
 from sparsejax.federated.aggregation import check_aggregation
 from sparsejax.federated.model import FederatedModel
 from sparsejax.feedback import error_feedback
 from sparsejax.feedback import error_feedback_state
 from sparsejax.feedback import residual
 from sparsejax.feedback import sq_norm
+from sparsejax.feedback import with_residual
 
 LocalOpt = optax.GradientTransformation | Callable[[jax.Array],
                                                     optax.GradientTransformation]
 
 
 DEFAULT_LOCAL_STEPS = 5
+DEFAULT_RESET_RATIO = 0.1
 
 
 class ServerState(NamedTuple):
@@ -59,6 +70,7 @@ class ClientState(NamedTuple):
   """Per-client state kept across rounds (stacked over clients by the engine)."""
   uplink: Any     # the uplink compressor's state: counters, EF residual e_i
   opt_state: Any  # local optimizer state if persistent_opt, else ()
+  reset: Any = ()  # the reset compressor's state if reset_every, else ()
 
 
 class LocalState(NamedTuple):
@@ -103,6 +115,7 @@ def local_update_algorithm(
     alpha: float = 0.0, mu: float = 0.0, has_residual: bool = False,
     local_steps: int = DEFAULT_LOCAL_STEPS, batch_size: int = 32, aggregation: str = "mean",
     server_lr: float = 1.0, persistent_opt: bool = False,
+    reset_every: int = 0, reset_compressor: Compressor | None = None,
 ) -> FederatedAlgorithm:
   """The round in the module docstring, for any uplink; the factories' core.
 
@@ -121,6 +134,10 @@ def local_update_algorithm(
     server_lr: ``eta_g`` of the server step ``w <- w + eta_g * agg``.
     persistent_opt: keep each client's optimizer state across its rounds
       instead of re-initialising it every round.
+    reset_every: ``R`` of the periodic residual reset (module docstring);
+      0: none. Needs ``has_residual``.
+    reset_compressor: ``C_r`` of the reset (default
+      ``sj.top_k(0.1, scope="global")``).
   """
   check_aggregation(aggregation)
   if local_steps < 1 or batch_size < 1:
@@ -130,6 +147,12 @@ def local_update_algorithm(
     raise ValueError(f"mu must be >= 0, got {mu}")
   if alpha and not has_residual:
     raise ValueError("a step-ahead (alpha > 0) needs an error-feedback uplink")
+  if reset_every < 0:
+    raise ValueError(f"reset_every must be >= 0, got {reset_every}")
+  if reset_every and not has_residual:
+    raise ValueError("a residual reset (reset_every > 0) needs an "
+                     "error-feedback uplink")
+  reset = reset_compressor or top_k(DEFAULT_RESET_RATIO, scope="global")
   opt_at = (local_opt if not isinstance(local_opt, optax.GradientTransformation)
             else lambda _: local_opt)
 
@@ -139,7 +162,8 @@ def local_update_algorithm(
   def client_state_init(params):
     opt_state = (opt_at(jnp.zeros((), jnp.int32)).init(params)
                  if persistent_opt else ())
-    return ClientState(uplink.init(params), opt_state)
+    return ClientState(uplink.init(params), opt_state,
+                       reset.init(params) if reset_every else ())
 
   def client_init(server, client):
     y0 = server.params
@@ -164,6 +188,17 @@ def local_update_algorithm(
   def client_final(server, client, local):
     delta = jax.tree.map(jnp.subtract, local.params, server.params)
     message, uplink_state = uplink.encode(delta, client.uplink)
+    reset_state = client.reset
+    if reset_every:
+      due = (server.round + 1) % reset_every == 0
+      e = residual(uplink_state)
+      reset_message, new_reset_state = reset.encode(e, reset_state)
+      uplink_state = with_residual(uplink_state, jax.tree.map(
+          lambda e, r: jnp.where(due, e - r.astype(e.dtype), e), e,
+          decode(reset_message)))
+      reset_state = jax.tree.map(lambda n, o: jnp.where(due, n, o),
+                                 new_reset_state, reset_state)
+      message = (message, GatedMessage(reset_message, due))
     opt_state = local.opt_state if persistent_opt else ()
     metrics = {
         "residual_norm": jnp.sqrt(
@@ -171,9 +206,11 @@ def local_update_algorithm(
                          if has_residual else jnp.zeros(()),
         "drift": jnp.sqrt(sq_norm(delta)),
     }
-    return message, ClientState(uplink_state, opt_state), metrics
+    return message, ClientState(uplink_state, opt_state, reset_state), metrics
 
   def server_update(server, update):
+    if reset_every:  # the aggregated (updates, residual resets)
+      update = jax.tree.map(jnp.add, *update)
     params = jax.tree.map(lambda w, u: w + server_lr * u.astype(w.dtype),
                           server.params, update)
     return ServerState(params, server.round + 1)
@@ -252,7 +289,8 @@ def sapef(model: FederatedModel, local_opt: LocalOpt, compressor: Compressor,
     local_lr: client learning rate (only for ``alpha="auto"``).
     smoothness: ``L`` estimate for ``alpha="auto"``.
     **kwargs: ``local_steps``, ``batch_size``, ``aggregation``, ``server_lr``,
-      ``persistent_opt`` of :func:`local_update_algorithm`.
+      ``persistent_opt``, ``reset_every``, ``reset_compressor`` of
+      :func:`local_update_algorithm`.
 
   Raises:
     ValueError: ``alpha`` outside ``[0, 1]``, or ``"auto"`` without

@@ -10,6 +10,7 @@ import pytest
 
 import sparsejax as sj
 from sparsejax.compress.accounting import BitCount
+from sparsejax.compress.messages import message_overflow
 
 N_W, N_B = 24, 5  # sizes of the two float leaves of _tree()
 
@@ -148,6 +149,24 @@ def test_overflow_counted():
   # 8 selected in w, buffer of 2: 6 overflow; nothing selected in b.
   assert int(state.counters.overflow) == 6
   assert int(sj.comm_stats(state)["overflow"]) == 6
+
+
+@pytest.mark.parametrize("sent", [True, False])
+def test_gated_message_costs_and_decodes_only_when_sent(sent):
+  tx = sj.hard_threshold(0.5, capacity=0.25)
+  g = {"w": jnp.arange(8.0), "b": jnp.full((4,), 0.1)}
+  inner, _ = tx.encode(g, tx.init(g))
+  gated = sj.GatedMessage(inner, jnp.asarray(sent))
+  elements, bits = sj.message_size(inner)
+  got = sj.message_size(gated)
+  assert [sj.exact(c) for c in got] == (
+      [sj.exact(elements), sj.exact(bits)] if sent else [0, 0])
+  want = sj.decode(inner) if sent else jax.tree.map(jnp.zeros_like, g)
+  jax.tree.map(np.testing.assert_array_equal, sj.decode(gated), want)
+  support = sj.message_support(gated)["w"]
+  np.testing.assert_array_equal(support, sj.message_support(inner)["w"] * sent)
+  # 7 entries >= 0.5 in w, a buffer of 2: 5 overflow, counted only if sent.
+  assert int(message_overflow(gated)) == (5 if sent else 0)
 
 
 @pytest.mark.parametrize("n", [64, 70, 5])

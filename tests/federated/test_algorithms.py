@@ -48,8 +48,12 @@ def _top_k(v, k):
   return out
 
 
-def reference_round(before, data, ids, alpha, k=problem.TOP_K):
-  """SA-PEF (ALGORITHMS.md section 2) client by client, plain SGD by hand."""
+def reference_round(before, data, ids, alpha, k=problem.TOP_K, reset_k=0):
+  """SA-PEF (ALGORITHMS.md section 2) client by client, plain SGD by hand.
+
+  ``reset_k``: also send (and aggregate) the top-``reset_k`` of the new
+  residual, CSER-style.
+  """
   w, unravel = ravel_pytree(before.server.params)
   w = np.asarray(w, np.float64)
   residuals = jax.vmap(lambda t: ravel_pytree(t)[0])(
@@ -71,6 +75,10 @@ def reference_round(before, data, ids, alpha, k=problem.TOP_K):
     u = (y - w) + (1 - alpha) * e                           # delta from w
     sent = _top_k(u, k)
     residuals[i] = u - sent                                 # e <- u - C(u)
+    if reset_k:
+      reset = _top_k(residuals[i], reset_k)
+      residuals[i] -= reset
+      sent = sent + reset
     n = float(data.sizes[i])
     total, weight = total + n * sent, weight + n
   return w + total / weight, residuals
@@ -105,6 +113,43 @@ def test_sapef_matches_per_client_reference(name, alpha):
         jax.tree.map(lambda r: r[unsampled], before_residuals), 0, 0)
 
 
+RESET_K = 10
+
+
+def test_periodic_reset_matches_per_client_reference():
+  """Rounds 2 and 4 of ``reset_every=2`` also send top-10 of the residual."""
+  sim = problem.simulation("sapef", alpha=0.5, reset_every=2,
+                           reset_compressor=sj.top_k(k=RESET_K, scope="global"))
+  plain = problem.simulation("sapef", alpha=0.5)
+  reset_bits = sj.message_size(sj.top_k(k=RESET_K, scope="global").encode(
+      sim.params, sj.top_k(k=RESET_K, scope="global").init(sim.params))[0])[1]
+  for rnd in range(1, 5):
+    before = problem.to_numpy(sim.state)
+    (_, per_client), = problem.run(sim, 1)
+    (_, plain_per_client), = problem.run(plain, 1)
+    due = rnd % 2 == 0
+    w, residuals = reference_round(before, sim.data, per_client["clients"],
+                                   0.5, reset_k=RESET_K if due else 0)
+    np.testing.assert_allclose(ravel_pytree(sim.params)[0], w, rtol=1e-4,
+                               atol=1e-6)
+    got = jax.vmap(lambda t: ravel_pytree(t)[0])(problem.residuals(sim))
+    np.testing.assert_allclose(got, residuals, rtol=1e-4, atol=1e-6)
+    extra = sj.exact(reset_bits) if due else 0
+    np.testing.assert_array_equal(  # same clients, same top-k message sizes
+        per_client["uplink_bits"], plain_per_client["uplink_bits"] + extra)
+
+
+def test_reset_every_round_of_the_whole_residual_is_fedavg():
+  """``u = delta + e``; sending ``C(u)`` and then ``u - C(u)`` sends ``delta``."""
+  a = problem.simulation("fedavg")
+  b = problem.simulation("ef_topk", reset_every=1,
+                         reset_compressor=sj.identity())
+  problem.run(a, ROUNDS)
+  problem.run(b, ROUNDS)
+  problem.assert_trees_close(a.params, b.params)
+  np.testing.assert_array_equal(problem.residuals(b)["w"], 0.0)
+
+
 def test_theory_alpha():
   assert fed.theory_alpha(0.125, 1) == pytest.approx(1 / (1 + 12 / 64))
   algo = fed.sapef(problem.MODEL, optax.sgd(0.01), sj.top_k(k=1),
@@ -127,6 +172,11 @@ def test_bad_algorithm_arguments_raise():
     fed.fedprox(problem.MODEL, optax.sgd(0.1), mu=-1.0)
   with pytest.raises(ValueError, match="local_steps"):
     fed.fedavg(problem.MODEL, optax.sgd(0.1), local_steps=0)
+  with pytest.raises(ValueError, match="error-feedback"):
+    fed.fedavg(problem.MODEL, optax.sgd(0.1), reset_every=2)
+  with pytest.raises(ValueError, match="reset_every"):
+    fed.ef_fedavg(problem.MODEL, optax.sgd(0.1), sj.top_k(k=1),
+                  reset_every=-1)
 
 
 def test_classifier_rejects_batch_norm():
