@@ -68,9 +68,9 @@ class ServerState(NamedTuple):
 
 class ClientState(NamedTuple):
   """Per-client state kept across rounds (stacked over clients by the engine)."""
-  uplink: Any     # the uplink compressor's state: counters, EF residual e_i
+  uplink: Any     # the uplink compressor's state (counters, EF residual
+                  # e_i), paired with the reset compressor's if reset_every
   opt_state: Any  # local optimizer state if persistent_opt, else ()
-  reset: Any = ()  # the reset compressor's state if reset_every, else ()
 
 
 class LocalState(NamedTuple):
@@ -162,8 +162,10 @@ def local_update_algorithm(
   def client_state_init(params):
     opt_state = (opt_at(jnp.zeros((), jnp.int32)).init(params)
                  if persistent_opt else ())
-    return ClientState(uplink.init(params), opt_state,
-                       reset.init(params) if reset_every else ())
+    uplink_state = uplink.init(params)
+    if reset_every:
+      uplink_state = (uplink_state, reset.init(params))
+    return ClientState(uplink_state, opt_state)
 
   def client_init(server, client):
     y0 = server.params
@@ -187,8 +189,9 @@ def local_update_algorithm(
 
   def client_final(server, client, local):
     delta = jax.tree.map(jnp.subtract, local.params, server.params)
-    message, uplink_state = uplink.encode(delta, client.uplink)
-    reset_state = client.reset
+    uplink_state, reset_state = (client.uplink if reset_every
+                                 else (client.uplink, None))
+    message, uplink_state = uplink.encode(delta, uplink_state)
     if reset_every:
       due = (server.round + 1) % reset_every == 0
       e = residual(uplink_state)
@@ -199,6 +202,7 @@ def local_update_algorithm(
       reset_state = jax.tree.map(lambda n, o: jnp.where(due, n, o),
                                  new_reset_state, reset_state)
       message = (message, GatedMessage(reset_message, due))
+      uplink_state = (uplink_state, reset_state)
     opt_state = local.opt_state if persistent_opt else ()
     metrics = {
         "residual_norm": jnp.sqrt(
@@ -206,7 +210,7 @@ def local_update_algorithm(
                          if has_residual else jnp.zeros(()),
         "drift": jnp.sqrt(sq_norm(delta)),
     }
-    return message, ClientState(uplink_state, opt_state, reset_state), metrics
+    return message, ClientState(uplink_state, opt_state), metrics
 
   def server_update(server, update):
     if reset_every:  # the aggregated (updates, residual resets)
