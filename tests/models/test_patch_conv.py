@@ -69,3 +69,15 @@ def test_patch_conv_bad_input_raises():
   with pytest.raises(ValueError, match="padding"):
     models.PatchConv(2, padding="CIRCULAR").init(jax.random.key(0),
                                                   jnp.ones((1, 6, 6, 2)))
+
+
+def test_leaf_cnn_with_patch_conv_is_the_same_function():
+  x = jax.random.normal(jax.random.key(1), (2, 28, 28, 1))
+  ref = models.LeafCNN(num_classes=5, hidden=8)
+  patched = models.LeafCNN(num_classes=5, hidden=8, patch_conv=True)
+  variables = jax.jit(ref.init)(jax.random.key(0), x)
+  jax.tree.map(np.testing.assert_array_equal,
+               jax.jit(patched.init)(jax.random.key(0), x), variables)
+  np.testing.assert_allclose(jax.jit(patched.apply)(variables, x),
+                             jax.jit(ref.apply)(variables, x),
+                             rtol=1e-4, atol=1e-5)
