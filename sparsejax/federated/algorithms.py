@@ -197,7 +197,7 @@ def local_update_algorithm(
       e = residual(uplink_state)
       reset_message, new_reset_state = reset.encode(e, reset_state)
       uplink_state = with_residual(uplink_state, jax.tree.map(
-          lambda e, r: jnp.where(due, e - r.astype(e.dtype), e), e,
+          lambda old, r: jnp.where(due, old - r.astype(old.dtype), old), e,
           decode(reset_message)))
       reset_state = jax.tree.map(lambda n, o: jnp.where(due, n, o),
                                  new_reset_state, reset_state)

@@ -124,8 +124,8 @@ def client_update(algo: FederatedAlgorithm, server: ServerState, client,
   ``probe``/``probe_grad``: a held-out batch and ``grad f(w)`` on it; if
   given, ``grad_mismatch = ||grad f(w) - grad f(y_0)||^2`` at the local
   start point ``y_0`` (``w + alpha e_i`` for SA-PEF) is reported.
-  ``unroll``: of the ``lax.scan`` over the ``H`` local steps (see
-  :func:`local_step_unroll`).
+  ``unroll``: of the ``lax.scan`` over the ``H`` local steps (``True``: all;
+  ``None``: all if ``H <= 16``, else 1).
   """
   examples = local_batches(key, row, size, algo.local_steps, algo.batch_size)
   local = algo.client_init(server, client)
@@ -138,7 +138,8 @@ def client_update(algo: FederatedAlgorithm, server: ServerState, client,
     return algo.client_step(local, {"x": x[ids], "y": y[ids]})
 
   local, step_metrics = jax.lax.scan(
-      step, local, examples, unroll=local_step_unroll(algo.local_steps, unroll))
+      step, local, examples,
+      unroll=_local_step_unroll(algo.local_steps, unroll))
   message, client, final_metrics = algo.client_final(server, client, local)
   metrics["finite"] = _all_finite((local.params, message, client))
   metrics.update(final_metrics)
@@ -150,7 +151,8 @@ def client_update(algo: FederatedAlgorithm, server: ServerState, client,
 MAX_FULL_UNROLL = 16
 
 
-def local_step_unroll(local_steps: int, unroll: int | bool | None) -> int | bool:
+def _local_step_unroll(local_steps: int,
+                       unroll: int | bool | None) -> int | bool:
   """The local-step scan's unroll; ``None``: all of ``H <= 16`` steps, else 1.
 
   XLA:CPU runs convolutions in a loop body 2-3x slower than unrolled ones
@@ -194,7 +196,7 @@ class RoundConfig(NamedTuple):
   padded_clients: int           # S rounded up to a multiple of the devices
   mesh: Mesh | None
   client_batch_size: int | None
-  unroll: int | bool = 1
+  unroll: int | bool
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -372,7 +374,9 @@ class Simulation:
       client_batch_size: vectorise this many clients at a time per device
         (``lax.map``) instead of all of them (``None``).
       unroll: unroll factor of the scan over the ``H`` local steps (``True``:
-        all); ``None``: :func:`local_step_unroll`'s default.
+        all); ``None``: all if ``H <= 16``, else 1. XLA:CPU runs
+        convolutions in a loop body 2-3x slower than unrolled; unrolling
+        costs compile time linear in ``H``.
       dropout_rate: probability that a sampled client drops out mid-round
         (see the module docstring), in ``[0, 1]``.
 
@@ -399,7 +403,7 @@ class Simulation:
     self.config = RoundConfig(algo, n, clients_per_round,
                               -(-clients_per_round // devices) * devices,
                               mesh, client_batch_size,
-                              local_step_unroll(algo.local_steps, unroll))
+                              _local_step_unroll(algo.local_steps, unroll))
     self._sharding = None if mesh is None else NamedSharding(mesh, P())
     self.data = self._put(ClientArrays(
         clients.x, clients.y, clients.padded_indices(),
