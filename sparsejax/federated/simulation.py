@@ -34,7 +34,9 @@ repetition while ``H * B <= n_i``) and the padding is never read.
 
 Multi-host: build ``mesh`` over the global ``jax.devices()`` after
 ``jax.distributed.initialize()``; every process passes the same data and seed
-and runs the same code.
+(taken as given, not compared across processes) and runs the same code; the
+metrics and per-client outputs are replicated, so every process reads them
+whole.
 """
 
 from __future__ import annotations
@@ -304,6 +306,9 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
   out["uplink_bits"], out["downlink_bits"] = ledger.totals()
   per_client = {"clients": ids, "uplink_bits": uplink, "dropped": dropped,
                 "rejected": rejected}
+  if config.mesh is not None:  # replicated: every process reads them whole
+    out, per_client = jax.lax.with_sharding_constraint(
+        (out, per_client), NamedSharding(config.mesh, P()))
   return SimulationState(server, clients, ledger, rng), (out, per_client)
 
 
@@ -423,7 +428,20 @@ class Simulation:
   def _put(self, tree):
     if self._sharding is None:
       return jax.device_put(tree, may_alias=False)
-    return jax.device_put(tree, self._sharding, may_alias=False)
+    if jax.process_count() == 1:
+      return jax.device_put(tree, self._sharding, may_alias=False)
+
+    # Several processes: host values are taken as given on each process.
+    # device_put would all-gather them to check that they agree (the whole
+    # dataset), and NaNs (a faulty client's data) never compare equal.
+    def put(a):
+      if isinstance(a, jax.Array):
+        return jax.device_put(a, self._sharding, may_alias=False)
+      a = np.asarray(a)
+      return jax.make_array_from_callback(a.shape, self._sharding,
+                                          lambda index: a[index])
+
+    return jax.tree.map(put, tree)
 
   @property
   def state(self) -> SimulationState:

@@ -158,3 +158,24 @@ def check_round_by_loop(sim, before, per_client, aggregated):
             else fed.finalize(sums))
   assert_trees_close(sim.params, jax.tree.map(jnp.add, before.server.params,
                                               update))
+
+
+def multihost_run(mesh, num_rounds=3):
+  """SA-PEF with faults over ``mesh``: what the multi-host test compares.
+
+  With ``dropout_rate=0.3`` and client 2's data NaN, the first 3 rounds
+  (seed 0) drop a client and reject client 2's update.
+  """
+  sim = simulation("sapef", alpha=0.5, aggregation="support",
+                   dropout_rate=0.3, nan_clients=(2,), mesh=mesh)
+  rounds = run(sim, num_rounds)
+  params = to_numpy(jax.tree.map(lambda a: a.addressable_data(0), sim.params))
+  last = rounds[-1][0]
+  return {"w": params["w"], "b": params["b"],
+          "clients": np.stack([p["clients"] for _, p in rounds]),
+          "uplink_bits": np.stack([p["uplink_bits"] for _, p in rounds]),
+          "totals": np.array([last["uplink_bits"], last["downlink_bits"],
+                              sum(m["rejected_clients"] for m, _ in rounds),
+                              sum(m["dropped_clients"] for m, _ in rounds)],
+                             np.int64),
+          "train_loss": np.array(last["train_loss"])}
