@@ -21,7 +21,8 @@ becomes a grouped convolution that XLA:CPU runs slowly (``--conv=xla``
 compares). All engines unroll the H local steps (the engine's default).
 
 Prints a table (the speed-ups are over ``loop`` at the same ``S``; target:
->= 5x on CPU with 8 forced devices) and writes JSON. The forced devices share
+>= 5x on CPU with 8 forced devices) and writes JSON and a PNG of the scaling
+curve (``--json_out``, ``--plot_out``). The forced devices share
 the machine's cores: runs with ``--devices`` = 1, 2, 4 give the device-scaling
 curve.
 """
@@ -62,6 +63,7 @@ flags.DEFINE_enum("conv", "patch", ["patch", "xla"],
                   "Convolution of the CNN: sparsejax.models.PatchConv (im2col "
                   "+ matmul) or flax.linen.Conv (XLA's convolution).")
 flags.DEFINE_string("json_out", "", "Where to write the results.")
+flags.DEFINE_string("plot_out", "", "Where to write a PNG of updates/s vs S.")
 
 
 class SmallCNN(nn.Module):
@@ -167,6 +169,16 @@ def main(argv):
   table = training.format_table(rows, ("S", "engine", "ms/round", "updates/s",
                                        "speed-up over loop"))
   print(table)
+  if FLAGS.plot_out:
+    curves = {}
+    for r in results:
+      curves.setdefault(r["engine"], []).append(r)
+    training.plot_curves(
+        curves, FLAGS.plot_out, x="clients_per_round", y="updates_per_second",
+        logx=False, xlabel="clients per round S",
+        ylabel="client updates / s",
+        title=f"federated throughput, {jax.default_backend()}, "
+              f"{os.cpu_count()} cores")
   if FLAGS.json_out:
     with open(FLAGS.json_out, "w") as f:
       json.dump({"backend": jax.default_backend(), "jax": jax.__version__,
