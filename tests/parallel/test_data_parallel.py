@@ -1,10 +1,5 @@
 """Data-parallel compressed training over shard_map on 8 forced CPU devices."""
 
-import os
-import socket
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,9 +8,8 @@ import pytest
 
 import sparsejax as sj
 from sparsejax import parallel
+from tests import multihost
 from tests.parallel import dp_problem
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 COMPRESSORS = {
     "top_k_leaf": lambda: sj.top_k(0.1),
@@ -98,26 +92,11 @@ def test_sparse_gather_equals_dense_psum():
   np.testing.assert_allclose(run(False), expected, rtol=1e-6)
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_match_single_process(tmp_path):
-  port = str(_free_port())
-  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "tests.parallel.multihost_worker", str(i), port,
-       str(tmp_path / f"out{i}.npz")], cwd=ROOT, env=env,
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
-  for p in procs:
-    out, _ = p.communicate(timeout=240)
-    assert p.returncode == 0, out.decode()[-3000:]
+  outs = multihost.run_workers("tests.parallel.multihost_worker", tmp_path,
+                               timeout=240)
   single, single_bits = dp_problem.train(4)
-  for i in range(2):
-    got = np.load(tmp_path / f"out{i}.npz")
+  for got in outs:
     np.testing.assert_allclose(got["w"], single["w"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["b"], single["b"], rtol=1e-5, atol=1e-6)
     assert float(got["bits"]) == float(single_bits)
