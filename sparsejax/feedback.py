@@ -50,7 +50,8 @@ def sq_norm(tree) -> jax.Array:
              jnp.zeros((), jnp.float32))
 
 
-def _all_finite(tree) -> jax.Array:
+def all_finite(tree) -> jax.Array:
+  """Whether every float in ``tree`` is finite (True if there are none)."""
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
                             for x in jax.tree.leaves(tree) if is_float(x)]
                            or [jnp.array(True)]))
@@ -108,7 +109,7 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
                               compressor.init(params), f32, f32, i32, i32)
 
   def encode(updates, state):
-    finite = _all_finite(updates)
+    finite = all_finite(updates)
     eta = None if schedule is None else schedule(state.step)
 
     def accumulate(g, e):

@@ -65,6 +65,8 @@ from sparsejax.federated.ledger import broadcast_bits
 from sparsejax.federated.ledger import exact_array
 from sparsejax.federated.ledger import masked_bits
 from sparsejax.federated.partition import ClientData
+from sparsejax.feedback import all_finite
+from sparsejax.feedback import sq_norm
 from sparsejax.parallel.data_parallel import data_mesh
 
 CLIENTS = "clients"
@@ -104,18 +106,6 @@ def local_batches(key, row, size, num_steps: int, batch_size: int):
   return row[order[pos]].reshape(num_steps, batch_size)
 
 
-def _sq_dist(a, b) -> jax.Array:
-  return sum(jnp.sum(jnp.square((x - y).astype(jnp.float32)))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
-def _all_finite(tree) -> jax.Array:
-  """Whether every float in ``tree`` is finite (True if there are none)."""
-  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x))
-                            for x in jax.tree.leaves(tree)
-                            if jnp.issubdtype(x.dtype, jnp.inexact)] or [True]))
-
-
 def client_update(algo: FederatedAlgorithm, server: ServerState, client,
                   row, size, key, x, y, probe=None, probe_grad=None,
                   unroll: int | bool | None = None):
@@ -134,7 +124,8 @@ def client_update(algo: FederatedAlgorithm, server: ServerState, client,
   metrics = {}
   if probe is not None:
     g0 = jax.grad(lambda p: algo.model.loss(p, probe)[0])(local.params)
-    metrics["grad_mismatch"] = _sq_dist(probe_grad, g0)
+    metrics["grad_mismatch"] = sq_norm(jax.tree.map(jnp.subtract, probe_grad,
+                                                    g0))
 
   def step(local, ids):
     return algo.client_step(local, {"x": x[ids], "y": y[ids]})
@@ -143,7 +134,7 @@ def client_update(algo: FederatedAlgorithm, server: ServerState, client,
       step, local, examples,
       unroll=_local_step_unroll(algo.local_steps, unroll))
   message, client, final_metrics = algo.client_final(server, client, local)
-  metrics["finite"] = _all_finite((local.params, message, client))
+  metrics["finite"] = all_finite((local.params, message, client))
   metrics.update(final_metrics)
   metrics.update({f"train_{k}": jnp.mean(v) for k, v in step_metrics.items()})
   metrics["uplink_bits"] = message_size(message)[1]
