@@ -18,7 +18,8 @@ class LeafCNN(nn.Module):
   classes (832 + 51,264 + 6,424,576 + 127,038). ``hidden`` narrows the dense
   layer (e.g. 128 for CPU-sized federated sweeps). ``patch_conv`` computes
   the convolutions with :class:`~sparsejax.models.PatchConv` (same
-  parameters; faster when a federated simulation vmaps per-client models).
+  parameters; for simulations that vmap per-client models on a CPU, where
+  ``nn.Conv`` becomes a grouped convolution; not timed for this model).
 
   References:
     Caldas et al., "LEAF: A Benchmark for Federated Settings",
