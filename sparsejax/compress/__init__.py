@@ -1,9 +1,9 @@
 """Compressors as optax transformations, their wire messages and accounting."""
 
-from sparsejax.compress.accounting import BitCount
 from sparsejax.compress.accounting import CommCounters
 from sparsejax.compress.accounting import comm_stats
-from sparsejax.compress.accounting import exact
+from sparsejax.compress.bitcount import BitCount
+from sparsejax.compress.bitcount import exact
 from sparsejax.compress.accounting import BudgetState
 from sparsejax.compress.accounting import EnergyLedger
 from sparsejax.compress.base import Compressor

@@ -1,9 +1,7 @@
 """Exact communication accounting carried in optax state.
 
-Bits on the wire overflow int32 quickly (one dense fp32 step of a 100M model
-is 3.2e9 bits) and float32 loses exactness beyond 2**24, so sizes are kept in
-:class:`BitCount`, an exact unsigned 64-bit counter made of two ``uint32``
-words (jax disables 64-bit integers by default). Everything here is jit-safe.
+Sizes are kept in :class:`~sparsejax.compress.bitcount.BitCount` (exact
+64-bit). Everything here is jit-safe.
 """
 
 from __future__ import annotations
@@ -12,70 +10,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-
-_LO_MASK = np.uint32(0xFFFF)
-
-
-class BitCount(NamedTuple):
-  """An exact 64-bit unsigned counter ``hi * 2**32 + lo`` as two uint32 words."""
-  hi: jax.Array
-  lo: jax.Array
-
-  @classmethod
-  def zero(cls) -> "BitCount":
-    return cls(jnp.zeros((), jnp.uint32), jnp.zeros((), jnp.uint32))
-
-  @classmethod
-  def of(cls, count, multiplier: int = 1, offset: int = 0) -> "BitCount":
-    """``count * multiplier + offset`` exactly; ``count`` < 2**32, ints static."""
-    if not 0 <= multiplier < 2**16 or not 0 <= offset < 2**32:
-      raise ValueError(f"multiplier/offset out of range: {multiplier}, {offset}")
-    count = jnp.asarray(count).astype(jnp.uint32)
-    # count * m = (c_hi * 2**16 + c_lo) * m with both partial products < 2**32.
-    lo_part = (count & _LO_MASK) * np.uint32(multiplier)
-    hi_part = (count >> 16) * np.uint32(multiplier)
-    total = cls(hi_part >> 16, (hi_part & _LO_MASK) << 16)
-    return total + cls(jnp.zeros((), jnp.uint32), lo_part) + cls(
-        jnp.zeros((), jnp.uint32), jnp.full((), offset, jnp.uint32))
-
-  def __add__(self, other: "BitCount") -> "BitCount":  # type: ignore[override]
-    lo = self.lo + other.lo  # wraps modulo 2**32
-    carry = (lo < self.lo).astype(jnp.uint32)
-    return BitCount(self.hi + other.hi + carry, lo)
-
-  def __sub__(self, other: "BitCount") -> "BitCount":
-    """``self - other`` for ``self >= other`` (wraps modulo 2**64 otherwise)."""
-    borrow = (self.lo < other.lo).astype(jnp.uint32)
-    return BitCount(self.hi - other.hi - borrow, self.lo - other.lo)
-
-  def clip_to_int32(self) -> jax.Array:
-    """``min(value, 2**31 - 1)`` as int32."""
-    big = (self.hi > 0) | (self.lo > np.uint32(2**31 - 1))
-    return jnp.where(big, np.int32(2**31 - 1), self.lo.astype(jnp.int32))
-
-  def select(self, pred, other: "BitCount") -> "BitCount":
-    """``self`` where ``pred`` else ``other`` (for skipped steps)."""
-    return BitCount(jnp.where(pred, self.hi, other.hi),
-                    jnp.where(pred, self.lo, other.lo))
-
-  def to_float(self) -> jax.Array:
-    """Value as float32 (relative error < 1e-7); use :func:`exact` on host."""
-    return (self.hi.astype(jnp.float32) * np.float32(2.0**32)
-            + self.lo.astype(jnp.float32))
-
-
-def exact(count: BitCount) -> int:
-  """The exact value of a concrete :class:`BitCount` as a Python int."""
-  return (int(count.hi) << 32) + int(count.lo)
-
-
-def sum_counts(counts) -> BitCount:
-  total = BitCount.zero()
-  for c in counts:
-    total = total + c
-  return total
-
+from sparsejax.compress.bitcount import BitCount
 
 class CommCounters(NamedTuple):
   """Cumulative and last-step message sizes of one compressor."""
@@ -132,10 +67,10 @@ def comm_stats(state: Any) -> dict[str, jax.Array]:
     raise ValueError("no sparsejax compressor state found in this optax state")
   stats = {
       "steps": jnp.max(jnp.stack([c.steps for c in counters])),
-      "elements_sent": sum_counts(c.elements for c in counters).to_float(),
-      "bits_sent": sum_counts(c.bits for c in counters).to_float(),
-      "last_elements": sum_counts(c.last_elements for c in counters).to_float(),
-      "last_bits": sum_counts(c.last_bits for c in counters).to_float(),
+      "elements_sent": BitCount.sum(c.elements for c in counters).to_float(),
+      "bits_sent": BitCount.sum(c.bits for c in counters).to_float(),
+      "last_elements": BitCount.sum(c.last_elements for c in counters).to_float(),
+      "last_bits": BitCount.sum(c.last_bits for c in counters).to_float(),
   }
   stats["bytes_sent"] = stats["bits_sent"] / 8
   stats["overflow"] = sum(c.overflow for c in counters)

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sparsejax import kernels
-from sparsejax.compress.accounting import BitCount
+from sparsejax.compress.bitcount import BitCount
 from sparsejax.compress.accounting import BudgetState
 from sparsejax.compress.accounting import CommCounters
 from sparsejax.compress.base import Compressor

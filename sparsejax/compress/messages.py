@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from sparsejax.compress.accounting import BitCount
+from sparsejax.compress.bitcount import BitCount
 
 INDEX_ENCODINGS = ("int32", "bitmap", "auto")
 

@@ -31,7 +31,6 @@ from sparsejax.federated.algorithms import local_update_algorithm
 from sparsejax.federated.algorithms import sapef
 from sparsejax.federated.algorithms import theory_alpha
 from sparsejax.federated.ledger import CommLedger
-from sparsejax.federated.ledger import bitcount_sum
 from sparsejax.federated.ledger import broadcast_bits
 from sparsejax.federated.market import ClientGroup
 from sparsejax.federated.market import Market
@@ -71,7 +70,6 @@ __all__ = [
     "Simulation",
     "SimulationState",
     "baseline_algorithm",
-    "bitcount_sum",
     "broadcast_bits",
     "classifier",
     "client_mesh",

@@ -51,19 +51,16 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sparsejax.compress.accounting import BitCount
+from sparsejax.compress.bitcount import BitCount
 from sparsejax.compress.accounting import EnergyLedger
-from sparsejax.compress.accounting import exact
+from sparsejax.compress.bitcount import exact
 from sparsejax.compress.accounting import find_nodes
 from sparsejax.compress.messages import message_size
 from sparsejax.federated import aggregation
 from sparsejax.federated.algorithms import FederatedAlgorithm
 from sparsejax.federated.algorithms import ServerState
 from sparsejax.federated.ledger import CommLedger
-from sparsejax.federated.ledger import bitcount_sum
 from sparsejax.federated.ledger import broadcast_bits
-from sparsejax.federated.ledger import exact_array
-from sparsejax.federated.ledger import masked_bits
 from sparsejax.federated.partition import ClientData
 from sparsejax.feedback import all_finite
 from sparsejax.feedback import sq_norm
@@ -281,7 +278,7 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
   scatter_ids = jnp.where(accepted, ids, n)  # N is out of range: not written
   clients = jax.tree.map(lambda a, b: a.at[scatter_ids].set(b, mode="drop"),
                          state.clients, new_clients)
-  uplink = masked_bits(metrics.pop("uplink_bits"), sent)
+  uplink = metrics.pop("uplink_bits").masked(sent)
   downlink = broadcast_bits(state.server.params)
   ledger = state.ledger.record(ids, valid, uplink, downlink)
 
@@ -290,10 +287,9 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
          for k, v in metrics.items()}
   out["dropped_clients"] = jnp.sum(dropped)
   out["rejected_clients"] = jnp.sum(rejected)
-  out["round_uplink_bits"] = bitcount_sum(uplink)
-  out["round_downlink_bits"] = bitcount_sum(
-      BitCount(jnp.broadcast_to(downlink.hi, (s_pad,)),
-               jnp.broadcast_to(downlink.lo, (s_pad,))), where=valid)
+  out["round_uplink_bits"] = uplink.total()
+  out["round_downlink_bits"] = (BitCount.zero((s_pad,)) + downlink).total(
+      where=valid)
   out["uplink_bits"], out["downlink_bits"] = ledger.totals()
   per_client = {"clients": ids, "uplink_bits": uplink, "dropped": dropped,
                 "rejected": rejected}
@@ -504,7 +500,7 @@ class Simulation:
       metrics.update({f"test_{k}": v for k, v in self.evaluate().items()})
     s = self.config.clients_per_round
     per_client = jax.tree.map(lambda a: a[:s], per_client)
-    per_client["uplink_bits"] = exact_array(per_client["uplink_bits"])
+    per_client["uplink_bits"] = exact(per_client["uplink_bits"])
     return metrics, per_client
 
   def run(self, num_rounds: int) -> Iterator[tuple[int, dict]]:

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import sparsejax as sj
-from sparsejax.compress.accounting import BitCount
+from sparsejax.compress.bitcount import BitCount
 from sparsejax.compress.messages import message_overflow
 
 N_W, N_B = 24, 5  # sizes of the two float leaves of _tree()
@@ -331,3 +331,20 @@ def test_comm_stats_under_jit_matches_eager():
     np.testing.assert_allclose(jitted[key], eager[key], rtol=1e-6)
   # total error is the sum of the per-step squared residual norms.
   assert float(eager["total_error"]) >= float(eager["residual_norm"]) ** 2
+
+
+def test_bitcount_total_is_exact_beyond_32_bits():
+  rng = np.random.default_rng(3)
+  hi = rng.integers(0, 2**10, 300, dtype=np.uint64).astype(np.uint32)
+  lo = _random_counts(rng, 50)[:300]
+  hi = hi[:len(lo)]
+  counts = BitCount(jnp.asarray(hi), jnp.asarray(lo))
+  values = _values(counts)
+  assert sj.exact(jax.jit(BitCount.total)(counts)) == sum(values)
+  mask = rng.random(len(values)) < 0.5
+  assert sj.exact(counts.total(where=jnp.asarray(mask))) == sum(
+      v for v, m in zip(values, mask) if m)
+  assert list(sj.exact(counts)) == values
+  assert list(sj.exact(counts.take(jnp.array([2, 0])))) == [values[2], values[0]]
+  assert sj.exact(BitCount.sum([counts.take(i) for i in range(5)])) == sum(
+      values[:5])
