@@ -1,5 +1,7 @@
 """sparsejax: training neural networks under a communication budget."""
 
+import importlib
+
 from sparsejax.compress import BitCount
 from sparsejax.compress import CommCounters
 from sparsejax.compress import Compressor
@@ -43,13 +45,24 @@ from sparsejax.feedback import error_feedback
 from sparsejax.feedback import residual
 from sparsejax.feedback import with_residual
 
-# Subpackages reached as sj.parallel, sj.federated, ... (not in __all__).
-from sparsejax import data
-from sparsejax import federated
 from sparsejax import kernels
-from sparsejax import models
 from sparsejax import parallel
-from sparsejax import training
+
+# The federated engine (needs flax) and the experiment support (models, data,
+# training: flax, orbax, matplotlib, ...) are loaded on first use, so that
+# ``import sparsejax`` needs only jax, optax, chex and numpy.
+_LAZY_SUBPACKAGES = ("data", "federated", "models", "training")
+
+
+def __getattr__(name):
+  if name in _LAZY_SUBPACKAGES:
+    return importlib.import_module(f"sparsejax.{name}")
+  raise AttributeError(f"module 'sparsejax' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(list(globals()) + list(_LAZY_SUBPACKAGES))
+
 
 __version__ = "0.1.0"
 
