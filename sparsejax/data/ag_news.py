@@ -21,6 +21,7 @@ With tensorflow-datasets (``source="tfds"``, ``ag_news_subset``) the official
 from __future__ import annotations
 
 import csv
+import io
 import pathlib
 
 import numpy as np
@@ -31,20 +32,41 @@ from sparsejax.data import text as text_lib
 
 CSV = "test.csv"
 CLASSES = ("World", "Sports", "Business", "Sci/Tech")
+# Where good copies come from (keyword arguments of paths.missing_data_error
+# and paths.reading).
+_HOW_TO_GET = {
+    "tfds_name": "ag_news_subset",
+    "extra_hint": (
+        f"{CSV} is the test split of the original ag_news_csv archive (Zhang "
+        "et al. 2015, https://arxiv.org/abs/1509.01626), the one tfds "
+        "downloads for 'ag_news_subset'")}
 
 
 def read_ag_news_csv(path) -> tuple[list[str], np.ndarray]:
-  """``(texts, labels 0-3)`` from an AG News csv (title + " " + description)."""
+  """``(texts, labels 0-3)`` from an AG News csv (title + " " + description).
+
+  Raises DatasetFileError naming the file when it is not UTF-8, a row is not
+  ``"class(1-4)","title","description"``, there are no rows, or the last row
+  has no line end (a truncated file).
+  """
   texts, labels = [], []
-  with open(path, newline="", encoding="utf-8") as f:
-    for lineno, row in enumerate(csv.reader(f), 1):
+  with paths.reading(path, "ag_news", **_HOW_TO_GET):
+    with open(path, newline="", encoding="utf-8") as f:
+      content = f.read()
+    rows = csv.reader(io.StringIO(content, newline=""), strict=True)
+    for row in rows:
       if len(row) != 3:
-        raise ValueError(f"{path}:{lineno}: expected 3 columns, got {len(row)}")
-      label = int(row[0])
-      if not 1 <= label <= 4:
-        raise ValueError(f"{path}:{lineno}: class {label} not in 1-4")
-      labels.append(label - 1)
+        raise ValueError(f"line {rows.line_num}: expected 3 columns, got "
+                         f"{len(row)}")
+      if row[0] not in ("1", "2", "3", "4"):
+        raise ValueError(f"line {rows.line_num}: class {row[0]!r} not in 1-4")
+      labels.append(int(row[0]) - 1)
       texts.append(row[1] + " " + row[2])
+    if not labels:
+      raise ValueError("no rows")
+    if not content.endswith("\n"):
+      raise ValueError("the last row has no line end, so the file looks "
+                       "truncated (a complete csv ends with a newline)")
   return texts, np.asarray(labels, np.int32)
 
 

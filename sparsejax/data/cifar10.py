@@ -14,6 +14,7 @@ ordered by (class, file name), so the arrays are independent of tar order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -30,6 +31,14 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
 TARBALL = "cifar10_jpeg.tar.gz"
 _CACHE_VERSION = 1
+# Where good copies come from (keyword arguments of paths.missing_data_error
+# and paths.reading).
+_HOW_TO_GET = {
+    "tfds_name": "cifar10",
+    "extra_hint": (
+        f"{TARBALL} is the official CIFAR-10 "
+        "(https://www.cs.toronto.edu/~kriz/cifar.html) as JPEGs in "
+        "{train,test}/<class>/NNNN.jpg; rebuild it from there")}
 
 
 def _sha256(path: pathlib.Path) -> str:
@@ -54,7 +63,8 @@ def _parse_member(name: str) -> tuple[str, str, str] | None:
 def list_image_folder_tarball(path: str | os.PathLike) -> dict[str, dict[str, int]]:
   """``{split: {class: number of images}}`` without decoding anything."""
   counts: dict[str, dict[str, int]] = {}
-  with tarfile.open(path, "r:*") as tf:
+  with paths.reading(path, "cifar10", **_HOW_TO_GET), \
+      tarfile.open(path, "r:*") as tf:
     for member in tf:
       parsed = _parse_member(member.name) if member.isfile() else None
       if parsed:
@@ -70,8 +80,9 @@ def decode_image_folder_tarball(path: str | os.PathLike,
                                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Decodes ``{split}/<class>/*.jpg`` into ``{split: (uint8 NHWC, int32 labels)}``.
 
-  One pass over the (gzip) tarball; images are RGB. Raises ValueError for a
-  class directory not in ``classes``, mixed image sizes, or an empty split.
+  One pass over the (gzip) tarball; images are RGB. Raises DatasetFileError
+  (a ValueError) for a damaged tarball or image, a class directory not in
+  ``classes``, mixed image sizes, or an empty split.
   """
   try:
     from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -80,37 +91,40 @@ def decode_image_folder_tarball(path: str | os.PathLike,
                       "pip install pillow") from e
 
   class_id = {c: i for i, c in enumerate(classes)}
-  raw: dict[str, list[tuple[int, str, bytes]]] = {s: [] for s in splits}
-  with tarfile.open(path, "r:*") as tf:
+  raw: dict[str, list[tuple[int, str, str, bytes]]] = {s: [] for s in splits}
+  reading = functools.partial(paths.reading, path, "cifar10", **_HOW_TO_GET)
+  with reading(), tarfile.open(path, "r:*") as tf:
     for member in tf:
       parsed = _parse_member(member.name) if member.isfile() else None
       if not parsed or parsed[0] not in raw:
         continue
       split, cls, fname = parsed
       if cls not in class_id:
-        raise ValueError(f"{path}: unknown class directory {cls!r} in {member.name}")
-      raw[split].append((class_id[cls], fname, tf.extractfile(member).read()))
+        raise ValueError(f"unknown class directory {cls!r} in {member.name}")
+      raw[split].append((class_id[cls], fname, member.name,
+                         tf.extractfile(member).read()))
 
-  def decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
+  def decode(name: str, data: bytes) -> np.ndarray:
+    with reading(part=name), Image.open(io.BytesIO(data)) as im:
       if im.mode != "RGB":
         im = im.convert("RGB")
       return np.asarray(im, dtype=np.uint8)
 
   # (Threads do not help: 32x32 decodes are too short to amortise the GIL.)
-  items = {split: [(r[0], r[1], decode(r[2])) for r in rows]
+  items = {split: [(r[0], r[1], decode(r[2], r[3])) for r in rows]
            for split, rows in raw.items()}
   out = {}
-  for split, rows in items.items():
-    if not rows:
-      raise ValueError(f"{path}: no images under {split}/")
-    rows.sort(key=lambda r: (r[0], r[1]))
-    shapes = {r[2].shape for r in rows}
-    if len(shapes) != 1:
-      raise ValueError(f"{path}: {split} images have mixed shapes {sorted(shapes)}")
-    x = np.stack([r[2] for r in rows])
-    y = np.asarray([r[0] for r in rows], np.int32)
-    out[split] = (x, y)
+  with reading():
+    for split, rows in items.items():
+      if not rows:
+        raise ValueError(f"no images under {split}/")
+      rows.sort(key=lambda r: (r[0], r[1]))
+      shapes = {r[2].shape for r in rows}
+      if len(shapes) != 1:
+        raise ValueError(f"{split} images have mixed shapes {sorted(shapes)}")
+      x = np.stack([r[2] for r in rows])
+      y = np.asarray([r[0] for r in rows], np.int32)
+      out[split] = (x, y)
   return out
 
 
@@ -139,10 +153,13 @@ def load_cifar10_arrays(tarball: str | os.PathLike, cache_dir=None,
            for s in dataset_lib.SPLITS}
   if all(p.is_file() for pair in files.values() for p in pair):
     try:
-      return {s: (np.load(fx, mmap_mode="r"), np.load(fy))
-              for s, (fx, fy) in files.items()}
+      arrays = {s: (np.load(fx, mmap_mode="r"), np.load(fy))
+                for s, (fx, fy) in files.items()}
+      if all(x.shape[0] == y.shape[0] for x, y in arrays.values()):
+        return arrays
     except (OSError, ValueError):
-      pass  # a damaged cache entry: decode again and overwrite it
+      pass
+    # A damaged cache entry: decode again and overwrite it.
   arrays = decode_image_folder_tarball(tarball)
   cache.mkdir(parents=True, exist_ok=True)
   for s, (fx, fy) in files.items():

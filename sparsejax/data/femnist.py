@@ -22,6 +22,15 @@ from sparsejax.data import paths
 
 NPZ = "femnist_subset.npz"
 NUM_CLASSES = 62
+# Where good copies come from (keyword arguments of paths.missing_data_error
+# and paths.reading).
+_HOW_TO_GET = {
+    "extra_hint": (
+        f"{NPZ} holds writers, train_x/_y/_writer and test_x/_y/_writer; "
+        "the full LEAF FEMNIST can be built with "
+        "LEAF's preprocess.sh (https://github.com/TalwalkarLab/leaf); tfds "
+        "offers the un-partitioned 'emnist' (load_dataset('emnist', "
+        "source='tfds'))")}
 
 
 def _find_npz(data_dir) -> pathlib.Path:
@@ -31,17 +40,15 @@ def _find_npz(data_dir) -> pathlib.Path:
     candidates += [(root / NPZ, why), (root, why)]
   found = next((p for p, _ in candidates if p.is_file()), None)
   if found is None:
-    raise paths.missing_data_error(
-        f"femnist ({NPZ})", candidates,
-        extra_hint=("the full LEAF FEMNIST can be built with LEAF's "
-                    "preprocess.sh; tfds offers the un-partitioned 'emnist' "
-                    "(load_dataset('emnist', source='tfds'))"))
+    raise paths.missing_data_error(f"femnist ({NPZ})", candidates,
+                                   **_HOW_TO_GET)
   return found
 
 
 def femnist_writers(data_dir=None) -> np.ndarray:
   """Writer ids (str) indexed by ``Dataset.groups``."""
-  with np.load(_find_npz(data_dir)) as z:
+  path = _find_npz(data_dir)
+  with paths.reading(path, "femnist", **_HOW_TO_GET), np.load(path) as z:
     return np.asarray(z["writers"])
 
 
@@ -53,17 +60,18 @@ def load_femnist(data_dir=None, split: str | None = None, *, standardize: bool =
   splits = dataset_lib.check_split(split)
   path = _find_npz(data_dir)
   out = []
-  with np.load(path) as z:
+  with paths.reading(path, "femnist", **_HOW_TO_GET), np.load(path) as z:
     num_writers = z["writers"].shape[0]
     for s in splits:
       x, y, w = z[f"{s}_x"], z[f"{s}_y"], z[f"{s}_writer"]
       if x.ndim != 3 or x.shape[1:] != (28, 28) or x.dtype != np.uint8:
-        raise ValueError(f"{path}: {s}_x should be uint8 (N, 28, 28), got "
+        raise ValueError(f"{s}_x should be uint8 (N, 28, 28), got "
                          f"{x.dtype} {x.shape}")
       if not (y.shape == w.shape == (x.shape[0],)):
-        raise ValueError(f"{path}: {s} arrays have mismatched lengths")
+        raise ValueError(f"{s}_x, {s}_y and {s}_writer have mismatched "
+                         f"shapes {x.shape}, {y.shape} and {w.shape}")
       if y.size and (y.max() >= NUM_CLASSES or w.min() < 0 or w.max() >= num_writers):
-        raise ValueError(f"{path}: {s} labels or writer indices out of range")
+        raise ValueError(f"{s} labels or writer indices out of range")
       out.append(dataset_lib.images_to_dataset(
           x, y, name="femnist", num_classes=NUM_CLASSES,
           standardize_as="femnist" if standardize else None,

@@ -1,4 +1,10 @@
-"""MNIST and Fashion-MNIST from the official idx files (gzip or plain)."""
+"""MNIST and Fashion-MNIST from the official idx files (gzip or plain).
+
+Every file must hold exactly the official number of examples (60,000 train,
+10,000 test): a truncated or damaged file raises
+:class:`~sparsejax.data.paths.DatasetFileError` naming it, never a shorter
+dataset.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,23 @@ _SIZES = {"train": 60000, "test": 10000}
 
 FASHION_MNIST_SYSTEM_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
+# Where good copies come from (keyword arguments of paths.missing_data_error
+# and paths.reading).
+_HOW_TO_GET = {
+    "mnist": {
+        "tfds_name": "mnist",
+        "extra_hint": (
+            "the four official files from "
+            "https://storage.googleapis.com/cvdf-datasets/mnist/ (the mirror "
+            "of http://yann.lecun.com/exdb/mnist/ that tfds downloads)")},
+    "fashion_mnist": {
+        "tfds_name": "fashion_mnist",
+        "extra_hint": (
+            "on Debian/Ubuntu: apt-get install -y dataset-fashion-mnist "
+            "(--reinstall repairs it), or the four official files from "
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/")},
+}
+
 
 def parse_idx(raw: bytes) -> np.ndarray:
   """Decodes the bytes of one (uncompressed) idx file into an array."""
@@ -40,13 +63,24 @@ def parse_idx(raw: bytes) -> np.ndarray:
   return np.frombuffer(raw, dtype, count=count, offset=offset).reshape(shape)
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-  """Reads an idx file; gzip is detected from the content, not the name."""
+def _read_idx(path: str | os.PathLike) -> np.ndarray:
   with open(path, "rb") as f:
     raw = f.read()
   if raw[:2] == b"\x1f\x8b":
     raw = gzip.decompress(raw)
   return parse_idx(raw)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+  """Reads an idx file; gzip is detected from the content, not the name.
+
+  Raises:
+    DatasetFileError: the file is damaged or truncated (the message names it).
+  """
+  with paths.reading(path, "idx file", extra_hint=(
+      "MNIST: " + _HOW_TO_GET["mnist"]["extra_hint"] + "; Fashion-MNIST: "
+      + _HOW_TO_GET["fashion_mnist"]["extra_hint"])):
+    return _read_idx(path)
 
 
 def _find(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
@@ -58,15 +92,20 @@ def _find(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
 
 def _load_idx_pair(directory: pathlib.Path, split: str, name: str
                    ) -> tuple[np.ndarray, np.ndarray]:
-  images_stem, labels_stem = _FILES[split]
-  images = read_idx(_find(directory, images_stem))
-  labels = read_idx(_find(directory, labels_stem))
   n = _SIZES[split]
-  if images.shape != (n, 28, 28) or labels.shape != (n,):
-    raise ValueError(f"{name} {split}: expected images (n, 28, 28) and labels "
-                     f"(n,) with n={n}, got {images.shape} and {labels.shape}")
-  if labels.max() > 9:
-    raise ValueError(f"{name} {split}: label {labels.max()} out of range 0-9")
+  images_path, labels_path = (_find(directory, stem) for stem in _FILES[split])
+  with paths.reading(images_path, name, **_HOW_TO_GET[name]):
+    images = _read_idx(images_path)
+    if images.shape != (n, 28, 28):
+      raise ValueError(f"expected the {n} {split} images of 28x28, "
+                       f"got shape {images.shape}")
+  with paths.reading(labels_path, name, **_HOW_TO_GET[name]):
+    labels = _read_idx(labels_path)
+    if labels.shape != (n,):
+      raise ValueError(f"expected the {n} {split} labels, got shape "
+                       f"{labels.shape}")
+    if labels.max() > 9:
+      raise ValueError(f"label {labels.max()} out of range 0-9")
   return images, labels
 
 
@@ -80,7 +119,7 @@ def _candidates(data_dir, name: str, subdirs: tuple[str, ...],
   return found
 
 
-def _load(name: str, looked, split: str | None, standardize: bool, hint=None):
+def _load(name: str, looked, split: str | None, standardize: bool):
   splits = dataset_lib.check_split(split)
   for directory, _ in looked:
     if all(_find(directory, stem) is not None
@@ -88,8 +127,8 @@ def _load(name: str, looked, split: str | None, standardize: bool, hint=None):
       break
   else:
     files = ", ".join(f"{s}.gz" for sp in splits for s in _FILES[sp])
-    raise paths.missing_data_error(
-        f"{name} ({files})", looked, tfds_name=name, extra_hint=hint)
+    raise paths.missing_data_error(f"{name} ({files})", looked,
+                                   **_HOW_TO_GET[name])
   out = []
   for s in splits:
     images, labels = _load_idx_pair(directory, s, name)
@@ -120,5 +159,4 @@ def load_fashion_mnist(data_dir=None, split: str | None = None, *,
   looked = _candidates(
       data_dir, "fashion_mnist", ("fashion_mnist", "fashion-mnist"),
       extra=((FASHION_MNIST_SYSTEM_DIR, "Debian package dataset-fashion-mnist"),))
-  return _load("fashion_mnist", looked, split, standardize,
-               hint="on Debian/Ubuntu: apt-get install -y dataset-fashion-mnist")
+  return _load("fashion_mnist", looked, split, standardize)

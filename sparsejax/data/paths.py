@@ -9,12 +9,22 @@ Data directory, first that is given wins:
 
 Cache directory (decoded CIFAR-10 arrays): the ``cache_dir`` argument, else
 ``$SPARSEJAX_CACHE``, else ``~/.cache/sparsejax``. Never inside the repository.
+
+A missing file raises FileNotFoundError (:func:`missing_data_error`); a file
+that is there but damaged, truncated or of the wrong shape raises
+:class:`DatasetFileError` (:func:`reading`). Both messages name the paths and
+say how to get a good copy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import os
 import pathlib
+import tarfile
+import zipfile
+import zlib
 from collections.abc import Sequence
 
 DATA_DIR_ENV = "SPARSEJAX_DATA_DIR"
@@ -53,9 +63,16 @@ def missing_data_error(dataset: str, looked: Sequence[tuple[pathlib.Path, str]],
   lines = [f"{dataset}: data files not found. Looked at:"]
   lines += [f"  {p}  ({why})" for p, why in looked]
   lines.append("To get the data, either:")
-  lines.append(
-      f"  - use the offline copy: pass data_dir=..., set ${DATA_DIR_ENV}, or "
-      f"place it at {DEFAULT_DATA_DIR} (layout in shared/data/README.md);")
+  lines += _how_to_get(tfds_name, extra_hint)
+  return FileNotFoundError("\n".join(lines))
+
+
+def _how_to_get(tfds_name: str | None, extra_hint: str | None) -> list[str]:
+  """The lines of a message that say where a good copy comes from."""
+  lines = [
+      f"  - the offline copy: pass data_dir=..., set ${DATA_DIR_ENV}, or "
+      f"place it at {DEFAULT_DATA_DIR} (layout and checksums in "
+      "shared/data/README.md);"]
   if extra_hint:
     lines.append(f"  - {extra_hint};")
   if tfds_name is not None:
@@ -63,4 +80,44 @@ def missing_data_error(dataset: str, looked: Sequence[tuple[pathlib.Path, str]],
         f"  - on a machine with internet: load_dataset(..., source='tfds') "
         f"downloads '{tfds_name}' with tensorflow-datasets "
         "(pip install 'sparsejax[tfds]').")
-  return FileNotFoundError("\n".join(lines))
+  return lines
+
+
+class DatasetFileError(OSError, ValueError):
+  """A dataset file that is there but damaged, truncated or not as expected.
+
+  Both an OSError and a ValueError (like :class:`io.UnsupportedOperation`), so
+  code that caught the errors of reading or of checking a file still does.
+  """
+
+
+# What reading and decoding a damaged file raises (gzip.BadGzipFile and PIL's
+# UnidentifiedImageError are OSErrors; UnicodeDecodeError is a ValueError).
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
+                tarfile.TarError, zlib.error, csv.Error)
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, dataset: str, *, part: str | None = None,
+            tfds_name: str | None = None, extra_hint: str | None = None):
+  """Re-raises what reading ``path`` in the block raises as DatasetFileError.
+
+  Wrap the reading and decoding of one dataset file and the checks of what it
+  holds (a check raises a plain ValueError saying what is wrong). The message
+  names the absolute path (and ``part``, e.g. a tar member), the error, and how
+  to get a good copy (the hints of :func:`missing_data_error`). A
+  DatasetFileError from an inner block passes unchanged.
+  """
+  try:
+    yield
+  except DatasetFileError:
+    raise
+  except _READ_ERRORS as e:
+    where = str(pathlib.Path(path).absolute())
+    if part is not None:
+      where += f" ({part})"
+    lines = [f"{dataset}: cannot read {where}: {type(e).__name__}: {e}",
+             "The file is damaged, truncated or not in the expected format. "
+             "To get a good copy, either:"]
+    lines += _how_to_get(tfds_name, extra_hint)
+    raise DatasetFileError("\n".join(lines)) from e
