@@ -80,7 +80,7 @@ def _drop_builtin_docstrings(app, what, name, obj, options, lines):
 def _resolve_short_names(app, env, node, contnode):
   """Links a docstring reference written relative to its private module
   (``client_sums``, ``reference.top_k_select_reference``,
-  ``sparsejax.compress.budget.budgeted_hard_threshold``) to the one public
+  ``sparsejax.compress.messages.SparseMessage``) to the one public
   object of that (last) name, when there is exactly one."""
   if node.get("refdomain") != "py":
     return None

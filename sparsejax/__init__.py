@@ -2,26 +2,14 @@
 
 import importlib
 
+# The compressors and what a user of optax.chain(sj.error_feedback(...), ...)
+# needs; message and state types are in sparsejax.compress.
 from sparsejax.compress import BitCount
-from sparsejax.compress import CommCounters
-from sparsejax.compress import Compressor
-from sparsejax.compress import CompressorState
-from sparsejax.compress import DenseMessage
-from sparsejax.compress import FlatMessage
-from sparsejax.compress import GatedMessage
-from sparsejax.compress import MaskedMessage
-from sparsejax.compress import QuantizedMessage
-from sparsejax.compress import SeededMessage
-from sparsejax.compress import SignMessage
-from sparsejax.compress import SparseMessage
-from sparsejax.compress import BudgetState
-from sparsejax.compress import EnergyLedger
-from sparsejax.compress import blockwise_top_k
-from sparsejax.compress import budgeted_hard_threshold
-from sparsejax.compress import cast
 from sparsejax.compress import COMPRESSORS
+from sparsejax.compress import Compressor
+from sparsejax.compress import blockwise_top_k
+from sparsejax.compress import cast
 from sparsejax.compress import comm_stats
-from sparsejax.compress import compressor_from_config
 from sparsejax.compress import cost_weighted
 from sparsejax.compress import costs_by_layer_kind
 from sparsejax.compress import create_compressor
@@ -30,21 +18,19 @@ from sparsejax.compress import energy_metered
 from sparsejax.compress import energy_table_costs
 from sparsejax.compress import exact
 from sparsejax.compress import hard_threshold
-from sparsejax.compress import identity
 from sparsejax.compress import make_compressor
-from sparsejax.compress import message_size
-from sparsejax.compress import message_support
+from sparsejax.compress import no_compression
 from sparsejax.compress import qsgd
 from sparsejax.compress import random_k
 from sparsejax.compress import scaled_sign
 from sparsejax.compress import top_k
 from sparsejax.compress import uniform_costs
 from sparsejax.compress import volume_matched_threshold
-from sparsejax.feedback import ErrorFeedbackState
 from sparsejax.feedback import error_feedback
 from sparsejax.feedback import residual
 from sparsejax.feedback import with_residual
 
+from sparsejax import compress
 from sparsejax import kernels
 from sparsejax import parallel
 
@@ -68,26 +54,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BitCount",
-    "BudgetState",
     "COMPRESSORS",
-    "CommCounters",
     "Compressor",
-    "CompressorState",
-    "DenseMessage",
-    "EnergyLedger",
-    "ErrorFeedbackState",
-    "FlatMessage",
-    "GatedMessage",
-    "MaskedMessage",
-    "QuantizedMessage",
-    "SeededMessage",
-    "SignMessage",
-    "SparseMessage",
     "blockwise_top_k",
-    "budgeted_hard_threshold",
     "cast",
     "comm_stats",
-    "compressor_from_config",
     "cost_weighted",
     "costs_by_layer_kind",
     "create_compressor",
@@ -97,16 +68,14 @@ __all__ = [
     "error_feedback",
     "exact",
     "hard_threshold",
-    "identity",
     "make_compressor",
-    "message_size",
-    "message_support",
+    "no_compression",
     "qsgd",
     "random_k",
     "residual",
-    "with_residual",
     "scaled_sign",
     "top_k",
     "uniform_costs",
     "volume_matched_threshold",
+    "with_residual",
 ]

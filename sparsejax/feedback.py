@@ -22,6 +22,7 @@ seen, skipped ones included, like the optimizer that follows.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -29,8 +30,10 @@ import jax.numpy as jnp
 
 from sparsejax.compress.accounting import find_nodes
 from sparsejax.compress.base import Compressor
+from sparsejax.compress.base import decoding_update
 from sparsejax.compress.base import is_float
 from sparsejax.compress.messages import decode
+from sparsejax.compress.messages import mean_over_axis
 
 
 class ErrorFeedbackState(NamedTuple):
@@ -41,6 +44,13 @@ class ErrorFeedbackState(NamedTuple):
   residual_sq_norm: jax.Array  # ||e_t||^2 (float32)
   nonfinite_steps: jax.Array  # int32: steps skipped for NaN/inf input
   step: jax.Array             # int32: steps seen (for the lr schedule)
+
+  comm_stats_combine = {"residual_norm": "norm"}
+
+  def comm_stats(self) -> dict[str, jax.Array]:
+    return {"total_error": self.total_error,
+            "residual_norm": jnp.sqrt(self.residual_sq_norm),
+            "nonfinite_steps": self.nonfinite_steps}
 
 
 def sq_norm(tree) -> jax.Array:
@@ -71,7 +81,7 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
       ``jnp.float32`` keeps an fp32 residual for bf16 params).
     axis_name: inside ``shard_map``, a mesh axis to average the messages
       over (each device keeps its own residual); ``update`` then returns the
-      mean over devices. See :func:`sparsejax.parallel.compressed_mean`.
+      mean over devices, as :func:`sparsejax.parallel.compressed_mean` does.
 
   Returns:
     A :class:`Compressor`: ``update`` gives the dense message ``C(a_t)`` and
@@ -136,11 +146,10 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
                            message)
     return message, new_state
 
-  tx = Compressor(init, encode)
   if axis_name is None:
-    return tx
-  from sparsejax.parallel.collectives import compressed_mean  # pylint: disable=g-import-not-at-top
-  return compressed_mean(tx, axis_name)
+    return Compressor(init, encode)
+  mean = functools.partial(mean_over_axis, axis_name=axis_name)
+  return Compressor(init, encode, decoding_update(encode, mean))
 
 
 def error_feedback_state(state: Any) -> ErrorFeedbackState:

@@ -15,6 +15,7 @@ MODULES = [
     "sparsejax.compress.budget",
     "sparsejax.compress.cost_weighted",
     "sparsejax.compress.costs",
+    "sparsejax.compress.registry",
 ]
 # Modules that must contain examples (an empty run would pass vacuously).
 WITH_EXAMPLES = {"sparsejax.compress.sparsifiers",

@@ -142,7 +142,7 @@ def test_learning_rate_scales_the_input(lr):
 
 def test_learning_rate_memory_with_scale_minus_one_is_a_step():
   # Sahu's logistic-regression form: the message is already lr-scaled.
-  tx = optax.chain(sj.error_feedback(sj.identity(), learning_rate=0.5),
+  tx = optax.chain(sj.error_feedback(sj.no_compression(), learning_rate=0.5),
                    optax.scale(-1.0))
   p = jnp.ones(4)
   g = jnp.asarray([1.0, -2.0, 3.0, 0.0])

@@ -1,15 +1,21 @@
-"""Compressors as optax transformations, their wire messages and accounting."""
+"""Compressors as optax transformations, their wire messages and accounting.
 
+The names a user needs are also in :mod:`sparsejax`; this subpackage is the
+home of the rest (message types, state types, the statistics protocol).
+"""
+
+from sparsejax.compress.accounting import COMBINE
 from sparsejax.compress.accounting import CommCounters
+from sparsejax.compress.accounting import ReportsCommStats
 from sparsejax.compress.accounting import comm_stats
-from sparsejax.compress.bitcount import BitCount
-from sparsejax.compress.bitcount import exact
-from sparsejax.compress.accounting import BudgetState
-from sparsejax.compress.accounting import EnergyLedger
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.base import CompressorState
+from sparsejax.compress.base import decoding_update
 from sparsejax.compress.base import make_compressor
-from sparsejax.compress.budget import budgeted_hard_threshold
+from sparsejax.compress.bitcount import BitCount
+from sparsejax.compress.bitcount import exact
+from sparsejax.compress.budget import BudgetState
+from sparsejax.compress.cost_weighted import EnergyLedger
 from sparsejax.compress.cost_weighted import cost_weighted
 from sparsejax.compress.cost_weighted import energy_metered
 from sparsejax.compress.costs import costs_by_layer_kind
@@ -19,22 +25,73 @@ from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import FlatMessage
 from sparsejax.compress.messages import GatedMessage
 from sparsejax.compress.messages import MaskedMessage
+from sparsejax.compress.messages import Message
 from sparsejax.compress.messages import QuantizedMessage
 from sparsejax.compress.messages import SeededMessage
 from sparsejax.compress.messages import SignMessage
 from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import decode
+from sparsejax.compress.messages import mean_over_axis
+from sparsejax.compress.messages import message_overflow
 from sparsejax.compress.messages import message_size
 from sparsejax.compress.messages import message_support
+from sparsejax.compress.messages import message_type
+from sparsejax.compress.messages import static_field
 from sparsejax.compress.quantizers import cast
-from sparsejax.compress.quantizers import identity
+from sparsejax.compress.quantizers import no_compression
 from sparsejax.compress.quantizers import qsgd
 from sparsejax.compress.quantizers import scaled_sign
+from sparsejax.compress.registry import COMPRESSORS
+from sparsejax.compress.registry import create_compressor
 from sparsejax.compress.sparsifiers import blockwise_top_k
 from sparsejax.compress.sparsifiers import hard_threshold
 from sparsejax.compress.sparsifiers import random_k
 from sparsejax.compress.sparsifiers import top_k
 from sparsejax.compress.sparsifiers import volume_matched_threshold
-from sparsejax.compress.registry import COMPRESSORS
-from sparsejax.compress.registry import create as create_compressor
-from sparsejax.compress.registry import from_config as compressor_from_config
+
+__all__ = [
+    "BitCount",
+    "BudgetState",
+    "COMBINE",
+    "COMPRESSORS",
+    "CommCounters",
+    "Compressor",
+    "CompressorState",
+    "DenseMessage",
+    "EnergyLedger",
+    "FlatMessage",
+    "GatedMessage",
+    "MaskedMessage",
+    "Message",
+    "QuantizedMessage",
+    "ReportsCommStats",
+    "SeededMessage",
+    "SignMessage",
+    "SparseMessage",
+    "blockwise_top_k",
+    "cast",
+    "comm_stats",
+    "cost_weighted",
+    "costs_by_layer_kind",
+    "create_compressor",
+    "decode",
+    "decoding_update",
+    "energy_metered",
+    "energy_table_costs",
+    "exact",
+    "hard_threshold",
+    "make_compressor",
+    "mean_over_axis",
+    "message_overflow",
+    "message_size",
+    "message_support",
+    "message_type",
+    "no_compression",
+    "qsgd",
+    "random_k",
+    "scaled_sign",
+    "static_field",
+    "top_k",
+    "uniform_costs",
+    "volume_matched_threshold",
+]

@@ -22,7 +22,6 @@ from sparsejax.compress.accounting import CommCounters
 from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import FlatMessage
 from sparsejax.compress.messages import decode
-from sparsejax.compress.messages import record_message
 
 SCOPES = ("leaf", "global")
 
@@ -40,6 +39,12 @@ VectorEncoder = Callable[[jax.Array, Any], Any]
 class Compressor(optax.GradientTransformationExtraArgs):
   """An optax transformation that also gives the message it would send.
 
+  Built as ``Compressor(init, encode, update=None)``; without ``update`` it
+  is :func:`decoding_update` of ``encode``. A ``Compressor`` is an
+  ``optax.GradientTransformationExtraArgs`` (a ``(init, update)`` tuple)
+  carrying ``encode`` too: ``_replace``, ``_make``, ``copy.copy`` and
+  ``jax.tree`` functions keep all three.
+
   Attributes:
     init: ``params -> CompressorState`` (works on ``jax.ShapeDtypeStruct``).
     update: ``(updates, state, params=None, **extra) -> (dense, state)``; the
@@ -49,16 +54,51 @@ class Compressor(optax.GradientTransformationExtraArgs):
   """
 
   def __new__(cls, init, encode, update=None):
-    def decode_update(updates, state, params=None, **extra_args):
-      del params, extra_args
-      message, state = encode(updates, state)
-      dense = jax.tree.map(lambda m, g: m.astype(g.dtype), decode(message),
-                           updates)
-      return dense, state
-
-    self = super().__new__(cls, init, update or decode_update)
+    self = super().__new__(cls, init, update or decoding_update(encode))
     self.encode = encode
     return self
+
+  def __getnewargs__(self):
+    return (self.init, self.encode, self.update)
+
+  @classmethod
+  def _make(cls, iterable) -> "Compressor":
+    """A compressor from ``(init, encode[, update])`` (the constructor's
+    order: ``encode`` is not a tuple field)."""
+    return cls(*iterable)
+
+  def _replace(self, **changes) -> "Compressor":
+    """A copy with some of ``init``, ``encode``, ``update`` replaced."""
+    unknown = sorted(set(changes) - {"init", "encode", "update"})
+    if unknown:
+      raise ValueError(f"Compressor._replace got unexpected field names "
+                       f"{unknown}; the fields are init, encode, update")
+    return type(self)(**{"init": self.init, "encode": self.encode,
+                         "update": self.update, **changes})
+
+
+jax.tree_util.register_pytree_node(
+    Compressor, lambda c: ((c.init, c.encode, c.update), None),
+    lambda _, children: Compressor(*children))
+
+
+def decoding_update(encode, receive: Callable[[Any], Any] = decode):
+  """The ``update`` that sends ``encode``'s message: ``receive(message)``.
+
+  ``receive`` turns the message into the dense update (default
+  :func:`~sparsejax.compress.messages.decode`; a mean over devices with
+  :func:`~sparsejax.compress.messages.mean_over_axis`), cast to the dtypes of
+  ``updates``.
+  """
+
+  def update(updates, state, params=None, **extra_args):
+    del params, extra_args
+    message, state = encode(updates, state)
+    dense = jax.tree.map(lambda m, g: m.astype(g.dtype), receive(message),
+                         updates)
+    return dense, state
+
+  return update
 
 
 def is_float(x) -> bool:
@@ -101,8 +141,7 @@ def make_compressor(encode_vector: VectorEncoder, *, scope: str = "leaf",
       message = jax.tree.unflatten(treedef, messages)
     else:
       message = _encode_global(encode_vector, leaves, treedef, key)
-    return message, CompressorState(record_message(state.counters, message),
-                                    next_key)
+    return message, CompressorState(state.counters.record(message), next_key)
 
   return Compressor(init, encode)
 

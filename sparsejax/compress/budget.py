@@ -23,7 +23,11 @@ of the first update unless given. ``cap = ceil(capacity_factor * B / T)``
 bounds one message. When everything above the threshold fits (the usual
 case) the step costs one comparison pass; only a step over its allowance
 runs a top-``cap`` selection (``lax.cond``). The message is a
-:class:`~sparsejax.compress.messages.MaskedMessage`. Beyond ``T`` steps, only what is left is spent.
+:class:`~sparsejax.compress.messages.MaskedMessage`. Beyond ``T`` steps, only
+what is left is spent.
+
+The public route is ``hard_threshold(budget=B, num_steps=T, ...)``
+(:func:`sparsejax.hard_threshold`).
 """
 
 from __future__ import annotations
@@ -37,17 +41,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from sparsejax import kernels
-from sparsejax.compress.bitcount import BitCount
-from sparsejax.compress.accounting import BudgetState
 from sparsejax.compress.accounting import CommCounters
+from sparsejax.compress.bitcount import BitCount
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.base import check_at_least
 from sparsejax.compress.base import flatten_floats
 from sparsejax.compress.messages import MaskedMessage
 from sparsejax.compress.messages import dtype_bits
-from sparsejax.compress.messages import record_message
 
 BUDGET_UNITS = ("elements", "bits")
+
+
+class BudgetState(NamedTuple):
+  """What is left of a total budget (in elements) of a budgeted compressor."""
+  left: BitCount
+
+  def comm_stats(self) -> dict[str, BitCount]:
+    return {"budget_left": self.left}
 
 
 class BudgetedThresholdState(NamedTuple):
@@ -73,24 +83,9 @@ def budgeted_hard_threshold(budget: float, num_steps: int, *,
                             adapt_rate: float = 0.1, reserve: float = 0.5,
                             capacity_factor: float = 8.0,
                             value_dtype=None) -> Compressor:
-  """Hard threshold whose threshold adapts to spend ``budget`` over a run.
+  """The compressor of ``hard_threshold(budget=..., num_steps=...)``.
 
-  Args:
-    budget: total elements (``unit="elements"``) or bits (``"bits"``) the
-      whole run may send; never exceeded.
-    num_steps: the planned number of steps ``T``.
-    unit: ``"elements"`` or ``"bits"`` (int32 indices, 32-bit count header).
-    initial_threshold: ``lambda_0``; default from the first update.
-    adapt_rate: ``eta`` of the multiplicative update (slow: 0.1).
-    reserve: fraction of the per-step budget held back for each later step.
-    capacity_factor: static buffer size in per-step budgets.
-    value_dtype: wire dtype of the values.
-
-  Static under ``optax.inject_hyperparams``: all but ``adapt_rate``.
-
-  References:
-    Sahu et al., "Rethinking gradient sparsification as total error
-    minimization", NeurIPS 2021, https://arxiv.org/abs/2108.00951
+  Arguments as documented there (:func:`sparsejax.hard_threshold`).
   """
   check_at_least(budget, 1, "budget")
   check_at_least(num_steps, 1, "num_steps")
@@ -155,14 +150,10 @@ def budgeted_hard_threshold(budget: float, num_steps: int, *,
     target = state.budget.left.to_float() / (later_steps + 1).astype(
         jnp.float32)
     ratio = jnp.clip(sent / jnp.maximum(target, 1.0) - 1.0, -1.0, 1.0)
+    left_out = BitCount.of(jnp.maximum(above - sent, 0))  # stays in residual
     new_state = BudgetedThresholdState(
-        record_message(state.counters, message, jnp.maximum(above - sent, 0)),
-        BudgetState(left), lam * jnp.exp(adapt_rate * ratio), state.step + 1)
+        state.counters.record(message, left_out), BudgetState(left),
+        lam * jnp.exp(adapt_rate * ratio), state.step + 1)
     return message, new_state
 
   return Compressor(init, encode)
-
-
-budgeted_hard_threshold.static_args = (
-    "budget", "num_steps", "initial_threshold", "reserve", "capacity_factor",
-    "value_dtype")

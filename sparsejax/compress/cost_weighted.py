@@ -21,7 +21,6 @@ import jax.numpy as jnp
 
 from sparsejax import kernels
 from sparsejax.compress.accounting import CommCounters
-from sparsejax.compress.accounting import EnergyLedger
 from sparsejax.compress.accounting import find_nodes
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.base import check_at_least
@@ -31,7 +30,22 @@ from sparsejax.compress.base import is_float
 from sparsejax.compress.costs import resolve_costs
 from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import message_support
-from sparsejax.compress.messages import record_message
+
+
+class EnergyLedger(NamedTuple):
+  """Energy of the messages sent (joules): cumulative and last message."""
+  total: jax.Array
+  last: jax.Array
+
+  @classmethod
+  def zero(cls) -> "EnergyLedger":
+    return cls(jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+
+  def record(self, joules) -> "EnergyLedger":
+    return EnergyLedger(self.total + joules, jnp.asarray(joules, jnp.float32))
+
+  def comm_stats(self) -> dict[str, jax.Array]:
+    return {"energy_joules": self.total, "last_energy_joules": self.last}
 
 
 class CostWeightedState(NamedTuple):
@@ -108,7 +122,7 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
     message = pack(SparseMessage(values.astype(wire), indices, count,
                                  x.shape, x.dtype, "int32", True))
     return message, CostWeightedState(
-        record_message(state.counters, message),  # overflow: count > buffer
+        state.counters.record(message),  # overflow: count > buffer
         state.energy.record(spent))
 
   return Compressor(init, encode)

@@ -1,10 +1,23 @@
 """Wire-level messages: what a compressor really sends, and its exact size.
 
 Every message is a pytree (arrays are leaves, layout is static aux data), so it
-can cross ``jit``, ``vmap`` and collectives such as ``all_gather``. Each
-message knows how to rebuild the dense update (:meth:`to_dense`) and how many
-values and bits it costs (:meth:`size`). The bit formulas are the library's
-accounting contract (see BUILD_NOTES.md, "Message format and bit counting"):
+can cross ``jit``, ``vmap`` and collectives such as ``all_gather``. Every
+message type is a :class:`Message` and answers for itself; nothing outside
+this module asks which type a message is:
+
+* :meth:`~Message.to_dense`: the dense update a receiver rebuilds;
+* :meth:`~Message.size`: ``(elements, bits)`` on the wire;
+* :meth:`~Message.support`: 1.0 where a coordinate is sent, 0.0 elsewhere;
+* :meth:`~Message.overflow`: selected entries left out for lack of buffer;
+* :meth:`~Message.mean`: the mean of the dense updates over a mesh axis (the
+  collectives used are listed in :mod:`sparsejax.parallel.collectives`).
+
+:func:`sparsejax.decode`, :func:`sparsejax.compress.message_size`,
+:func:`sparsejax.compress.message_support`,
+:func:`sparsejax.compress.message_overflow` and
+:func:`sparsejax.compress.mean_over_axis` apply them to a pytree of messages.
+The bit formulas are the library's accounting contract (see
+BUILD_NOTES.md, "Message format and bit counting"):
 
 ===================  ==========================================================
 message              bits on the wire
@@ -22,13 +35,14 @@ SignMessage          ``n + 32``
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from sparsejax.compress.bitcount import BitCount
 
@@ -44,12 +58,64 @@ def _numel(shape) -> int:
   return int(np.prod(shape, dtype=np.int64))
 
 
-@struct.dataclass
-class DenseMessage:
+def static_field(**kwargs):
+  """A message field that is layout (static pytree aux data), not an array."""
+  return dataclasses.field(metadata={"static": True}, **kwargs)
+
+
+def message_type(cls):
+  """Makes a :class:`Message` subclass a frozen dataclass and a pytree.
+
+  Fields made with :func:`static_field` are static aux data, the others are
+  children.
+  """
+  cls = dataclasses.dataclass(frozen=True, eq=False)(cls)
+  return jax.tree_util.register_dataclass(cls)
+
+
+class Message(abc.ABC):
+  """A wire message; subclasses are declared with :func:`message_type`."""
+
+  def replace(self, **changes) -> "Message":
+    """A copy with the given fields replaced."""
+    return dataclasses.replace(self, **changes)
+
+  @abc.abstractmethod
+  def to_dense(self) -> Any:
+    """The dense update this message encodes (in the update's dtype)."""
+
+  @abc.abstractmethod
+  def size(self) -> tuple[BitCount, BitCount]:
+    """``(elements, bits)`` on the wire."""
+
+  def support(self) -> Any:
+    """1.0 where a coordinate is sent, else 0.0, shaped like :meth:`to_dense`.
+
+    By default every coordinate is sent.
+    """
+    return jax.tree.map(jnp.ones_like, self.to_dense())
+
+  def overflow(self) -> BitCount:
+    """Selected entries not sent for lack of buffer space (0 by default)."""
+    return BitCount.zero()
+
+  def mean(self, axis_name, sparse_crossover: bool = True) -> Any:
+    """The mean over ``axis_name`` of the dense updates of every device.
+
+    By default an all-gather of the message in its wire dtypes, decoded and
+    averaged on every device.
+    """
+    del sparse_crossover
+    dense = jax.vmap(decode)(jax.lax.all_gather(self, axis_name))
+    return jax.tree.map(lambda d: jnp.mean(d, axis=0).astype(d.dtype), dense)
+
+
+@message_type
+class DenseMessage(Message):
   """The whole tensor, in the wire dtype of ``values``."""
   values: jax.Array
-  shape: tuple[int, ...] = struct.field(pytree_node=False)
-  dtype: Any = struct.field(pytree_node=False)
+  shape: tuple[int, ...] = static_field()
+  dtype: Any = static_field()
 
   def to_dense(self) -> jax.Array:
     return self.values.astype(self.dtype).reshape(self.shape)
@@ -58,9 +124,15 @@ class DenseMessage:
     n = _numel(self.values.shape)
     return (BitCount.of(n), BitCount.of(n, dtype_bits(self.values.dtype)))
 
+  def mean(self, axis_name, sparse_crossover: bool = True) -> jax.Array:
+    """Full precision: one ``pmean``; a cast: gathered in its wire dtype."""
+    if self.values.dtype != self.dtype:
+      return super().mean(axis_name, sparse_crossover)
+    return jax.lax.pmean(self.to_dense(), axis_name)
 
-@struct.dataclass
-class SparseMessage:
+
+@message_type
+class SparseMessage(Message):
   """``count`` (value, index) pairs in fixed-size buffers.
 
   ``indices`` index the flattened tensor; unused slots hold index ``n`` (the
@@ -70,18 +142,14 @@ class SparseMessage:
   values: jax.Array
   indices: jax.Array
   count: jax.Array
-  shape: tuple[int, ...] = struct.field(pytree_node=False)
-  dtype: Any = struct.field(pytree_node=False)
-  index_encoding: str = struct.field(pytree_node=False, default="int32")
-  variable_size: bool = struct.field(pytree_node=False, default=False)
+  shape: tuple[int, ...] = static_field()
+  dtype: Any = static_field()
+  index_encoding: str = static_field(default="int32")
+  variable_size: bool = static_field(default=False)
 
   @property
   def sent(self) -> jax.Array:
     return jnp.minimum(self.count, self.values.shape[0])
-
-  def overflow(self) -> jax.Array:
-    """Selected entries that did not fit the buffer (not sent)."""
-    return self.count - self.sent
 
   def to_dense(self) -> jax.Array:
     flat = jnp.zeros((_numel(self.shape),), self.dtype)
@@ -93,9 +161,30 @@ class SparseMessage:
                        dtype_bits(self.values.dtype), self.index_encoding,
                        self.variable_size)
 
+  def support(self) -> jax.Array:
+    """1.0 at the sent indices (a sent zero counts)."""
+    return self.replace(values=jnp.ones_like(self.values)).to_dense()
 
-@struct.dataclass
-class MaskedMessage:
+  def overflow(self) -> BitCount:
+    return BitCount.of(self.count - self.sent)
+
+  def mean(self, axis_name, sparse_crossover: bool = True) -> jax.Array:
+    """All-gather of the buffers and one scatter-add below the crossover
+    ``capacity / n < 1 / P``; above it (unless ``sparse_crossover=False``)
+    a ``psum`` of the decoded message."""
+    num = jax.lax.axis_size(axis_name)
+    n = math.prod(self.shape)
+    if sparse_crossover and self.values.shape[0] * num >= n:
+      return jax.lax.psum(self.to_dense(), axis_name) / num
+    values = jax.lax.all_gather(self.values, axis_name).reshape(-1)
+    indices = jax.lax.all_gather(self.indices, axis_name).reshape(-1)
+    flat = jnp.zeros((n,), self.dtype).at[indices].add(
+        values.astype(self.dtype), mode="drop")
+    return (flat / num).reshape(self.shape)
+
+
+@message_type
+class MaskedMessage(Message):
   """A sparse message held densely: the kept entries, zeros elsewhere.
 
   On the wire it is the same as a :class:`SparseMessage` with ``count``
@@ -104,10 +193,10 @@ class MaskedMessage:
   """
   values: jax.Array
   count: jax.Array
-  shape: tuple[int, ...] = struct.field(pytree_node=False)
-  dtype: Any = struct.field(pytree_node=False)
-  index_encoding: str = struct.field(pytree_node=False, default="int32")
-  variable_size: bool = struct.field(pytree_node=False, default=True)
+  shape: tuple[int, ...] = static_field()
+  dtype: Any = static_field()
+  index_encoding: str = static_field(default="int32")
+  variable_size: bool = static_field(default=True)
 
   def to_dense(self) -> jax.Array:
     return self.values.astype(self.dtype).reshape(self.shape)
@@ -116,6 +205,17 @@ class MaskedMessage:
     return sparse_size(self.count, _numel(self.shape),
                        dtype_bits(self.values.dtype), self.index_encoding,
                        self.variable_size)
+
+  def support(self) -> jax.Array:
+    """1.0 at the nonzero entries (a threshold's kept entries are nonzero)."""
+    return self.replace(
+        values=(self.values != 0).astype(self.values.dtype)).to_dense()
+
+  def mean(self, axis_name, sparse_crossover: bool = True) -> jax.Array:
+    """One ``pmean`` (its buffer is the whole tensor, far above the
+    crossover)."""
+    del sparse_crossover
+    return jax.lax.pmean(self.to_dense(), axis_name)
 
 
 def sparse_size(count, n: int, value_bits: int, index_encoding: str,
@@ -132,13 +232,13 @@ def sparse_size(count, n: int, value_bits: int, index_encoding: str,
   return BitCount.of(count), with_bitmap.select(use_bitmap, with_indices)
 
 
-@struct.dataclass
-class SeededMessage:
+@message_type
+class SeededMessage(Message):
   """``k`` values at positions drawn from a key the receiver regenerates."""
   values: jax.Array
   key_data: jax.Array  # the raw PRNG key: 2 x uint32
-  shape: tuple[int, ...] = struct.field(pytree_node=False)
-  dtype: Any = struct.field(pytree_node=False)
+  shape: tuple[int, ...] = static_field()
+  dtype: Any = static_field()
 
   def to_dense(self) -> jax.Array:
     n = _numel(self.shape)
@@ -154,20 +254,24 @@ class SeededMessage:
     return (BitCount.of(k),
             BitCount.of(k, dtype_bits(self.values.dtype), key_bits))
 
+  def support(self) -> jax.Array:
+    """1.0 at the ``k`` drawn positions."""
+    return self.replace(values=jnp.ones_like(self.values)).to_dense()
+
 
 def random_indices(key: jax.Array, n: int, k: int) -> jax.Array:
   """``k`` distinct positions in ``[0, n)``, a pure function of ``key``."""
   return jax.random.choice(key, n, (k,), replace=False).astype(jnp.int32)
 
 
-@struct.dataclass
-class QuantizedMessage:
+@message_type
+class QuantizedMessage(Message):
   """QSGD: ``x ~ norm * sign * level / levels`` with integer ``level``."""
   norm: jax.Array
   signed_levels: jax.Array  # int8/int16/int32, sign included
-  levels: int = struct.field(pytree_node=False)
-  shape: tuple[int, ...] = struct.field(pytree_node=False)
-  dtype: Any = struct.field(pytree_node=False)
+  levels: int = static_field()
+  shape: tuple[int, ...] = static_field()
+  dtype: Any = static_field()
 
   def to_dense(self) -> jax.Array:
     q = self.signed_levels.astype(jnp.float32) / self.levels
@@ -179,13 +283,13 @@ class QuantizedMessage:
     return BitCount.of(n), BitCount.of(n, per, 32)
 
 
-@struct.dataclass
-class SignMessage:
+@message_type
+class SignMessage(Message):
   """Scaled sign: one bit per entry (0 sends +) and one fp32 scale."""
   negative: jax.Array  # bool
   scale: jax.Array
-  shape: tuple[int, ...] = struct.field(pytree_node=False)
-  dtype: Any = struct.field(pytree_node=False)
+  shape: tuple[int, ...] = static_field()
+  dtype: Any = static_field()
 
   def to_dense(self) -> jax.Array:
     dense = jnp.where(self.negative, -self.scale, self.scale)
@@ -196,20 +300,20 @@ class SignMessage:
     return BitCount.of(n), BitCount.of(n, 1, 32)
 
 
-@struct.dataclass
-class FlatMessage:
+@message_type
+class FlatMessage(Message):
   """A message over the concatenation of all float leaves of a pytree.
 
   Non-float leaves travel whole in ``passthrough``.
   """
   inner: Any
   passthrough: tuple
-  treedef: Any = struct.field(pytree_node=False)
-  layout: tuple = struct.field(pytree_node=False)  # (shape, dtype) or None
+  treedef: Any = static_field()
+  layout: tuple = static_field()  # (shape, dtype) per leaf, None if passed
 
-  def to_dense(self):
-    flat = self.inner.to_dense()
-    leaves, offset, rest = [], 0, iter(self.passthrough)
+  def _unflatten(self, flat, passthrough):
+    """The pytree of the float leaves in ``flat`` and ``passthrough``."""
+    leaves, offset, rest = [], 0, iter(passthrough)
     for entry in self.layout:
       if entry is None:
         leaves.append(next(rest))
@@ -220,14 +324,30 @@ class FlatMessage:
       offset += n
     return jax.tree.unflatten(self.treedef, leaves)
 
+  def to_dense(self):
+    return self._unflatten(self.inner.to_dense(), self.passthrough)
+
   def size(self) -> tuple[BitCount, BitCount]:
     return message_size(
         [self.inner] + [DenseMessage(p, p.shape, p.dtype)
                         for p in self.passthrough])
 
+  def support(self):
+    """The inner message's support; passed-through leaves are sent whole."""
+    return self._unflatten(self.inner.support(),
+                           [jnp.ones_like(p) for p in self.passthrough])
 
-@struct.dataclass
-class GatedMessage:
+  def overflow(self) -> BitCount:
+    return self.inner.overflow()
+
+  def mean(self, axis_name, sparse_crossover: bool = True):
+    """The inner message's mean; passed-through leaves are this device's."""
+    return self._unflatten(self.inner.mean(axis_name, sparse_crossover),
+                           self.passthrough)
+
+
+@message_type
+class GatedMessage(Message):
   """``inner`` (a message or pytree of them) if ``sent``, else nothing.
 
   A message sent only in some rounds with a static structure: when ``sent``
@@ -236,22 +356,30 @@ class GatedMessage:
   inner: Any
   sent: jax.Array  # bool
 
-  def to_dense(self):
+  def _gate(self, tree):
     return jax.tree.map(lambda d: jnp.where(self.sent, d, jnp.zeros_like(d)),
-                        decode(self.inner))
+                        tree)
+
+  def to_dense(self):
+    return self._gate(decode(self.inner))
 
   def size(self) -> tuple[BitCount, BitCount]:
     elements, bits = message_size(self.inner)
-    zero = BitCount.zero()
-    return elements.select(self.sent, zero), bits.select(self.sent, zero)
+    return elements.masked(self.sent), bits.masked(self.sent)
 
+  def support(self):
+    return self._gate(message_support(self.inner))
 
-MESSAGE_TYPES = (DenseMessage, SparseMessage, MaskedMessage, SeededMessage,
-                 QuantizedMessage, SignMessage, FlatMessage, GatedMessage)
+  def overflow(self) -> BitCount:
+    return message_overflow(self.inner).masked(self.sent)
 
 
 def is_message(x) -> bool:
-  return isinstance(x, MESSAGE_TYPES)
+  return isinstance(x, Message)
+
+
+def _messages(message: Any) -> list:
+  return jax.tree.leaves(message, is_leaf=is_message)
 
 
 def decode(message: Any) -> Any:
@@ -259,49 +387,28 @@ def decode(message: Any) -> Any:
   return jax.tree.map(lambda m: m.to_dense(), message, is_leaf=is_message)
 
 
-def _support(m):
-  """A message that decodes to 1.0 where ``m`` sends a coordinate."""
-  if isinstance(m, FlatMessage):
-    return m.replace(inner=_support(m.inner))
-  if isinstance(m, GatedMessage):
-    return m.replace(inner=jax.tree.map(_support, m.inner, is_leaf=is_message))
-  if isinstance(m, (SparseMessage, SeededMessage)):
-    return m.replace(values=jnp.ones_like(m.values))
-  if isinstance(m, MaskedMessage):  # a threshold's kept entries are nonzero
-    return m.replace(values=(m.values != 0).astype(m.values.dtype))
-  return DenseMessage(jnp.ones(m.shape, m.dtype), m.shape, m.dtype)
-
-
 def message_support(message: Any) -> Any:
   """1.0 where the message sends a coordinate, else 0.0 (like ``decode``)."""
-  return decode(jax.tree.map(_support, message, is_leaf=is_message))
+  return jax.tree.map(lambda m: m.support(), message, is_leaf=is_message)
 
 
-def message_overflow(message: Any) -> jax.Array:
+def message_overflow(message: Any) -> BitCount:
   """Selected entries left out for lack of buffer space, over all messages."""
-  total = jnp.zeros((), jnp.int32)
-  for m in jax.tree.leaves(message, is_leaf=is_message):
-    m = m.inner if isinstance(m, FlatMessage) else m
-    if isinstance(m, SparseMessage):
-      total = total + m.overflow()
-    if isinstance(m, GatedMessage):
-      total = total + jnp.where(m.sent, message_overflow(m.inner), 0)
-  return total
+  return BitCount.sum(m.overflow() for m in _messages(message))
 
 
 def message_size(message: Any) -> tuple[BitCount, BitCount]:
   """Total ``(elements, bits)`` of a message or pytree of messages."""
-  elements, bits = BitCount.zero(), BitCount.zero()
-  for m in jax.tree.leaves(message, is_leaf=is_message):
-    e, b = m.size()
-    elements, bits = elements + e, bits + b
-  return elements, bits
+  sizes = [m.size() for m in _messages(message)]
+  return (BitCount.sum(e for e, _ in sizes), BitCount.sum(b for _, b in sizes))
 
 
-def record_message(counters, message: Any, overflow=None):
-  """``counters`` after sending ``message`` (its size; overflow by default
-  :func:`message_overflow`)."""
-  elements, bits = message_size(message)
-  if overflow is None:
-    overflow = message_overflow(message)
-  return counters.record(elements, bits, overflow)
+def mean_over_axis(message: Any, axis_name, *, sparse_crossover: bool = True):
+  """The mean over ``axis_name`` of the dense updates the messages encode.
+
+  Call it inside ``shard_map`` (or any context binding ``axis_name``); each
+  message type picks its collective
+  (:meth:`sparsejax.compress.Message.mean`).
+  """
+  return jax.tree.map(lambda m: m.mean(axis_name, sparse_crossover), message,
+                      is_leaf=is_message)

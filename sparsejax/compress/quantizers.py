@@ -1,4 +1,4 @@
-"""Quantizing compressors: QSGD, scaled sign, cast, and the identity."""
+"""Quantizing compressors: QSGD, scaled sign, cast, and no compression."""
 
 from __future__ import annotations
 
@@ -84,8 +84,13 @@ def cast(dtype=jnp.bfloat16) -> Compressor:
 cast.static_args = ("dtype",)
 
 
-def identity() -> Compressor:
-  """Sends everything at full precision (the dense baseline, with counters)."""
+def no_compression() -> Compressor:
+  """The dense baseline with counters: sends everything at full precision.
+
+  Unlike ``optax.identity``, it is a :class:`Compressor`: its messages are
+  counted (``32 * n`` bits per fp32 leaf) and averaged over devices with one
+  all-reduce (:func:`sparsejax.parallel.compressed_mean`).
+  """
 
   def encode_vector(x, key):
     del key
@@ -94,4 +99,4 @@ def identity() -> Compressor:
   return make_compressor(encode_vector)
 
 
-identity.static_args = ()
+no_compression.static_args = ()

@@ -1,4 +1,4 @@
-"""Compressors by name, for configs: ``create("top_k", ratio=0.01)``."""
+"""Compressors by name, for configs (:func:`create_compressor`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 
 from sparsejax.compress import quantizers
-from sparsejax.compress.cost_weighted import cost_weighted
 from sparsejax.compress import sparsifiers
 from sparsejax.compress.base import Compressor
+from sparsejax.compress.cost_weighted import cost_weighted
 
 #: Compressor factories by name, for configs.
 COMPRESSORS = {
@@ -20,7 +20,7 @@ COMPRESSORS = {
     "qsgd": quantizers.qsgd,
     "scaled_sign": quantizers.scaled_sign,
     "cast": quantizers.cast,
-    "identity": quantizers.identity,
+    "no_compression": quantizers.no_compression,
     "cost_weighted": cost_weighted,
 }
 
@@ -28,24 +28,38 @@ _DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16,
            "float32": jnp.float32}
 
 
-def create(name: str, **kwargs: Any) -> Compressor:
-  """The compressor ``name`` built with ``kwargs`` (dtype names allowed).
+def create_compressor(name: str | Mapping[str, Any],
+                      **kwargs: Any) -> Compressor:
+  """The compressor ``name`` of :data:`COMPRESSORS` built with ``kwargs``.
 
-  >>> import sparsejax as sj
-  >>> tx = sj.create_compressor("top_k", ratio=0.5)
-  >>> type(tx).__name__
-  'Compressor'
+  Args:
+    name: a name of :data:`COMPRESSORS`, or a config (a dict or an
+      ``ml_collections.ConfigDict``) holding the name under ``"name"`` and
+      the factory's arguments.
+    **kwargs: the factory's arguments (they override the config's). Dtype
+      names (``"bfloat16"``, ``"float16"``, ``"float32"``) are accepted for
+      arguments ending in ``dtype``.
 
+  Example:
+    >>> import sparsejax as sj
+    >>> tx = sj.create_compressor("top_k", ratio=0.5)
+    >>> tx = sj.create_compressor({"name": "top_k", "ratio": 0.5})
+    >>> type(tx).__name__
+    'Compressor'
   """
+  if not isinstance(name, str):
+    if not hasattr(name, "keys"):
+      raise TypeError(f"name must be a compressor name or a config mapping, "
+                      f"got {type(name).__name__}")
+    config = {**dict(name), **kwargs}
+    if "name" not in config:
+      raise ValueError(f"compressor config has no 'name' (one of "
+                       f"{sorted(COMPRESSORS)}): {config}")
+    name = config.pop("name")
+    kwargs = config
   if name not in COMPRESSORS:
     raise ValueError(f"unknown compressor {name!r}; choose from "
                      f"{sorted(COMPRESSORS)}")
   kwargs = {k: _DTYPES.get(v, v) if isinstance(v, str) and k.endswith("dtype")
             else v for k, v in kwargs.items()}
   return COMPRESSORS[name](**kwargs)
-
-
-def from_config(config: Mapping[str, Any]) -> Compressor:
-  """``create(config["name"], **rest)`` for an ml_collections/dict config."""
-  config = dict(config)
-  return create(config.pop("name"), **config)

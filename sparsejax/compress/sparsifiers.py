@@ -13,10 +13,10 @@ import jax.numpy as jnp
 
 from sparsejax import kernels
 from sparsejax.compress.base import Compressor
-from sparsejax.compress.budget import budgeted_hard_threshold
 from sparsejax.compress.base import check_at_least
 from sparsejax.compress.base import check_ratio
 from sparsejax.compress.base import make_compressor
+from sparsejax.compress.budget import budgeted_hard_threshold
 from sparsejax.compress.messages import INDEX_ENCODINGS
 from sparsejax.compress.messages import MaskedMessage
 from sparsejax.compress.messages import SeededMessage
@@ -158,13 +158,20 @@ def hard_threshold(threshold: float | None = None, *,
     value_dtype: wire dtype of the values.
     index_encoding: ``"int32"``, ``"bitmap"`` or ``"auto"``.
     budget: instead of ``threshold``, a total budget over ``num_steps``
-      steps; the threshold then adapts so the run spends it and never more
-      (see :func:`sparsejax.compress.budget.budgeted_hard_threshold`, which
-      takes ``budget_options``: ``unit``, ``adapt_rate``, ``reserve``, ...).
-    num_steps: the planned number of steps, with ``budget``.
+      steps, in elements (or bits, ``unit="bits"``); the threshold then
+      adapts so the run spends it and never more (the rule is in
+      :mod:`sparsejax.compress.budget`).
+    num_steps: the planned number of steps ``T``, with ``budget``.
+    **budget_options: with ``budget`` only: ``unit`` (``"elements"`` or
+      ``"bits"``: int32 indices, 32-bit count header), ``initial_threshold``
+      (``lambda_0``; default from the first update), ``adapt_rate`` (``eta``
+      of the multiplicative update, default 0.1), ``reserve`` (fraction of
+      the per-step budget held back for each later step, default 0.5),
+      ``capacity_factor`` (static buffer size in per-step budgets, default
+      8).
 
   Static under ``optax.inject_hyperparams``: ``capacity``, ``value_dtype``,
-  ``budget``, ``num_steps``.
+  ``budget``, ``num_steps`` and the budget options but ``adapt_rate``.
 
   Example:
     >>> import jax.numpy as jnp, sparsejax as sj

@@ -21,7 +21,6 @@ import operator
 import jax
 import jax.numpy as jnp
 from jax import lax
-import numpy as np
 
 # Width of the 2-D views used for counting and compaction.
 ROW = 32
@@ -131,7 +130,13 @@ def select_bit(word: jax.Array, rank: jax.Array) -> jax.Array:
 
 
 def locate_bits(bits: jax.Array, j: jax.Array):
-  """Like :func:`locate` from packed row words (see :func:`row_bits`)."""
+  """Flat positions of the ``j``-th set bits (0-based, index order).
+
+  ``bits`` are packed row words (see :func:`row_bits`); ``j`` an int32
+  vector of ranks. Returns ``(flat, valid, count)`` with ``valid = j <
+  count``. The prefix sum of the row popcounts (short) and a binary search
+  give each rank its row, a popcount search the bit in the row.
+  """
   rows = bits.shape[0]
   rc = lax.population_count(bits).astype(jnp.int32)
   incl = jnp.cumsum(rc)
@@ -140,17 +145,6 @@ def locate_bits(bits: jax.Array, j: jax.Array):
   r = jnp.minimum(r, rows - 1).astype(jnp.int32)
   rank = j - (incl[r] - rc[r])
   return r * ROW + select_bit(bits[r], rank), j < count, count
-
-
-def locate(mask2d: jax.Array, j: jax.Array):
-  """Flat positions of the ``j``-th True entries (0-based, index order).
-
-  ``mask2d`` is ``(rows, 32)``; ``j`` an int32 vector of ranks. Returns
-  ``(flat, valid, count)`` with ``valid = j < count``. Each row is packed
-  into a bit word; the prefix sum of the row popcounts (short) and a binary
-  search give each rank its row, a popcount search the bit in the row.
-  """
-  return locate_bits(row_bits(mask2d), j)
 
 
 def compact_bits(bits: jax.Array, size: int):
@@ -258,7 +252,3 @@ def sort_desc(keys: jax.Array, idx: jax.Array):
 def gather_or_zero(x: jax.Array, idx: jax.Array) -> jax.Array:
   n = x.shape[0]
   return jnp.where(idx < n, x[jnp.minimum(idx, n - 1)], 0).astype(x.dtype)
-
-
-__all__ = [name for name in dir() if not name.startswith("_")]
-del np

@@ -27,6 +27,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from sparsejax.kernels import _common as c
+
 BLOCK = 1024
 DIGIT_BITS = 4
 # Set to False to keep the XLA formulation on GPU as well.
@@ -151,7 +153,6 @@ def compact(keyi: jax.Array, t_gt, t_eq, last, size: int, *,
 def top_positions(key_u32: jax.Array, k: int, *, block: int = BLOCK,
                   interpret: bool = False) -> jax.Array:
   """Pallas twin of :func:`_common.top_positions` (length multiple of block)."""
-  from sparsejax.kernels import _common as c  # pylint: disable=g-import-not-at-top
   t = kth_largest(key_u32, k, block=block, interpret=interpret)
   eq_bits = c.row_bits((key_u32 == t).reshape(-1, c.ROW))
   gt_count = jnp.sum(key_u32 > t, dtype=jnp.int32)

@@ -1,7 +1,7 @@
 """Data parallelism with compressed collectives over a named mesh axis."""
 
+from sparsejax.compress.messages import mean_over_axis
 from sparsejax.parallel.collectives import compressed_mean
-from sparsejax.parallel.collectives import mean_over_axis
 from sparsejax.parallel.data_parallel import data_mesh
 from sparsejax.parallel.data_parallel import device_sum
 from sparsejax.parallel.data_parallel import global_batch

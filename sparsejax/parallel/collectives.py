@@ -13,61 +13,26 @@ How it crosses the wire, per message type:
   is ``psum``-ed instead (``sparse_crossover=False`` forces the gather).
   Buffers are static-size: threshold messages of varying counts are gathered
   at their capacity, and their bits are counted from the real count.
-* full-precision dense messages (``identity``) and threshold messages held
-  densely (:class:`MaskedMessage`, whose buffer is the whole tensor, far
+* full-precision dense messages (``no_compression``) and threshold messages
+  held densely (:class:`MaskedMessage`, whose buffer is the whole tensor, far
   above the crossover): one ``pmean`` all-reduce;
-* other messages (quantized, sign, seeded, cast): all-gather of the message
-  in its wire dtypes, decoded and averaged on every device.
+* other messages (quantized, sign, seeded, cast, gated): all-gather of the
+  message in its wire dtypes, decoded and averaged on every device;
+* a :class:`FlatMessage` (``scope="global"``) as its inner message.
+
+Each message type implements its collective
+(:meth:`sparsejax.compress.Message.mean`);
+:func:`sparsejax.compress.mean_over_axis` applies them to a pytree of
+messages.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import jax
-import jax.numpy as jnp
+import functools
 
 from sparsejax.compress.base import Compressor
-from sparsejax.compress.messages import DenseMessage
-from sparsejax.compress.messages import FlatMessage
-from sparsejax.compress.messages import MaskedMessage
-from sparsejax.compress.messages import SparseMessage
-from sparsejax.compress.messages import is_message
-
-
-def _sparse_mean(m: SparseMessage, axis_name, sparse_crossover: bool):
-  num = jax.lax.axis_size(axis_name)
-  n = math.prod(m.shape)
-  capacity = m.values.shape[0]
-  if sparse_crossover and capacity * num >= n:
-    return jax.lax.psum(m.to_dense(), axis_name) / num
-  values = jax.lax.all_gather(m.values, axis_name).reshape(-1)
-  indices = jax.lax.all_gather(m.indices, axis_name).reshape(-1)
-  flat = jnp.zeros((n,), m.dtype).at[indices].add(
-      values.astype(m.dtype), mode="drop")
-  return (flat / num).reshape(m.shape)
-
-
-def _mean(m, axis_name, sparse_crossover):
-  if isinstance(m, FlatMessage):
-    flat = _mean(m.inner, axis_name, sparse_crossover)
-    return m.replace(inner=DenseMessage(flat, flat.shape, flat.dtype)
-                     ).to_dense()
-  if isinstance(m, SparseMessage):
-    return _sparse_mean(m, axis_name, sparse_crossover)
-  if isinstance(m, MaskedMessage) or (isinstance(m, DenseMessage)
-                                      and m.values.dtype == m.dtype):
-    return jax.lax.pmean(m.to_dense(), axis_name)  # a plain all-reduce
-  gathered = jax.lax.all_gather(m, axis_name)
-  return jnp.mean(jax.vmap(lambda x: x.to_dense())(gathered), axis=0
-                  ).astype(m.dtype)
-
-
-def mean_over_axis(message: Any, axis_name, *, sparse_crossover: bool = True):
-  """The mean over ``axis_name`` of the dense updates the messages encode."""
-  return jax.tree.map(lambda m: _mean(m, axis_name, sparse_crossover),
-                      message, is_leaf=is_message)
+from sparsejax.compress.base import decoding_update
+from sparsejax.compress.messages import mean_over_axis
 
 
 def compressed_mean(compressor: Compressor, axis_name, *,
@@ -85,12 +50,7 @@ def compressed_mean(compressor: Compressor, axis_name, *,
     tx = optax.chain(sj.error_feedback(sj.top_k(1e-3), axis_name="data"),
                      optax.sgd(0.1, momentum=0.9))
   """
-
-  def update(updates, state, params=None, **extra_args):
-    del params, extra_args
-    message, state = compressor.encode(updates, state)
-    mean = mean_over_axis(message, axis_name, sparse_crossover=sparse_crossover)
-    mean = jax.tree.map(lambda x, g: x.astype(g.dtype), mean, updates)
-    return mean, state
-
-  return Compressor(compressor.init, compressor.encode, update)
+  mean = functools.partial(mean_over_axis, axis_name=axis_name,
+                           sparse_crossover=sparse_crossover)
+  return Compressor(compressor.init, compressor.encode,
+                    decoding_update(compressor.encode, mean))

@@ -28,7 +28,7 @@ COMPRESSORS = {
     "qsgd": (sj.qsgd, dict(levels=4)),
     "scaled_sign": (sj.scaled_sign, {}),
     "cast_bf16": (sj.cast, dict(dtype=jnp.bfloat16)),
-    "identity": (sj.identity, {}),
+    "no_compression": (sj.no_compression, {}),
     # Added after the core set: budgeted threshold and CWMP.
     "budgeted_hard_threshold": (sj.hard_threshold,
                                 dict(budget=12, num_steps=4)),

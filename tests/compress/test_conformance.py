@@ -117,9 +117,9 @@ def test_dtypes_are_kept(name, ef, dtype, residual_dtype):
   chex.assert_trees_all_equal_shapes(out, g)
   for o in jax.tree.leaves(out):
     assert o.dtype == dtype
-  # The transformation really compresses (only identity is lossless; bf16
+  # The transformation really compresses (only no_compression is lossless; bf16
   # cast of bf16 input is lossless too).
-  lossless = name == "identity" or (name == "cast_bf16" and
+  lossless = name == "no_compression" or (name == "cast_bf16" and
                                     dtype == jnp.bfloat16)
   changed = any(not np.array_equal(np.asarray(o, np.float32),
                                    np.asarray(x, np.float32))
