@@ -1,4 +1,5 @@
-"""What every experiment binary shares: forced CPU devices and the absl main.
+"""What every experiment binary shares: forced CPU devices, the absl main, and
+reading the ``dataset``, ``model`` and ``partition`` sections of a config.
 
 A binary's ``main.py`` is::
 
@@ -60,3 +61,45 @@ def run(train_and_evaluate, main_file: str, default_workdir: str) -> None:
     train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
   app.run(main)
+
+
+def load_dataset(spec):
+  """``(train, test)`` of a config's ``dataset`` section.
+
+  Keys: ``name``, optional ``data_dir`` and ``kwargs`` (of
+  :func:`sparsejax.data.load_dataset`).
+  """
+  from sparsejax import data  # pylint: disable=g-import-not-at-top
+  return data.load_dataset(spec["name"], spec.get("data_dir"),
+                           **spec.get("kwargs", {}))
+
+
+def create_model(spec, num_classes: int):
+  """The Flax module of a config's ``model`` entry (``name``, ``kwargs``)."""
+  from sparsejax import models  # pylint: disable=g-import-not-at-top
+  return models.create_model(spec["name"], num_classes,
+                             **spec.get("kwargs", {}))
+
+
+def partition(dataset, spec, seed: int, log_name: str = ""):
+  """The clients of a config's ``partition`` section, with a summary log line.
+
+  Keys: ``scheme``, ``num_clients``, ``alpha``, ``classes_per_client`` (of
+  :func:`sparsejax.federated.partition_dataset`).
+  """
+  # pylint: disable=g-import-not-at-top
+  from absl import logging
+  import numpy as np
+
+  from sparsejax import federated
+
+  clients = federated.partition_dataset(
+      dataset, spec["scheme"], spec["num_clients"], seed=seed,
+      alpha=spec["alpha"], classes_per_client=spec["classes_per_client"])
+  summary = clients.summary()
+  logging.info("%s seed %d: %d clients, sizes min/median/max %d/%d/%d, "
+               "label TV distance to global %.3f", log_name or dataset.name,
+               seed, clients.num_clients, summary["sizes"].min(),
+               int(np.median(summary["sizes"])), summary["sizes"].max(),
+               summary["mean_tv_distance"])
+  return clients

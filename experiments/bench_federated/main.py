@@ -7,8 +7,8 @@ Client updates per second (``S`` / seconds per round) of one SA-PEF round
 same model, data and algorithm:
 
 * ``loop``: a Python loop over the sampled clients, each calling one jitted
-  function (:func:`sparsejax.federated.client_update` and its weighted
-  message sum), client states kept as a list, then the server step;
+  function (:func:`sparsejax.federated.simulation.client_update` and its
+  weighted message sum), client states kept as a list, then the server step;
 * ``vmap``: :class:`sparsejax.federated.Simulation` on one device;
 * ``shard_map``: the same over ``--devices`` devices (forced host devices on
   CPU), vmap over each device's clients;
@@ -50,6 +50,9 @@ import sparsejax as sj
 from sparsejax import federated
 from sparsejax import models
 from sparsejax import training
+from sparsejax.federated import aggregation
+from sparsejax.federated import partition
+from sparsejax.federated import simulation
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("clients_per_round", ["8", "16", "32", "64"],
@@ -102,17 +105,17 @@ def loop_engine(algo, clients: federated.ClientData, s: int):
 
   @functools.partial(jax.jit, static_argnums=0)
   def one(algo, server, client, row, size, round_key, i, x, y):
-    message, client, _ = federated.client_update(
+    message, client, _ = simulation.client_update(
         algo, server, client, row, size, jax.random.fold_in(round_key, i), x,
         y)
-    sums = federated.client_sums(jax.tree.map(lambda a: a[None], message),
-                                 size[None].astype(jnp.float32),
-                                 algo.aggregation)
+    sums = aggregation.client_sums(jax.tree.map(lambda a: a[None], message),
+                                   size[None].astype(jnp.float32),
+                                   algo.aggregation)
     return sums, client
 
   add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
   server_step = jax.jit(lambda server, sums: algo.server_update(
-      server, federated.finalize(sums)))
+      server, aggregation.finalize(sums)))
   rng = np.random.default_rng(0)
   key = jax.random.key(0)
 
@@ -142,7 +145,7 @@ def main(argv):
   x = rng.normal(size=(64 * FLAGS.num_clients, 28, 28, 1)).astype(np.float32)
   y = rng.integers(0, 10, size=x.shape[0]).astype(np.int32)
   clients = federated.ClientData(
-      x, y, federated.iid_partition(y, FLAGS.num_clients), 10)
+      x, y, partition.iid_partition(y, FLAGS.num_clients), 10)
   conv = models.PatchConv if FLAGS.conv == "patch" else nn.Conv
   model = federated.classifier(SmallCNN(conv=conv), x[:1])
   algo = federated.sapef(model, optax.sgd(0.05), sj.top_k(0.01, scope="global"),

@@ -3,7 +3,7 @@ r"""Compressed data-parallel step time against the dense step, same run.
     python -m experiments.bench_step.main --model=resnet9 --devices=8
 
 Both steps are ``parallel.make_train_step`` on the same model, mesh and
-batch; ``dense`` averages gradients with one all-reduce (``identity``),
+batch; ``dense`` averages gradients with one all-reduce (``no_compression``),
 ``compressed`` runs error feedback + global top-k and the sparse all-gather.
 Prints the median step times and their ratio (target: <= 1.15 on GPU for a
 ResNet-18-sized model) and writes JSON.
@@ -77,7 +77,7 @@ def main(argv):
   num_params = sum(p.size for p in jax.tree.leaves(params))
   loss_fn = training.classification_loss(model)
   transforms = {
-      "dense": parallel.compressed_mean(sj.identity(), "data"),
+      "dense": parallel.compressed_mean(sj.no_compression(), "data"),
       "compressed": sj.error_feedback(compressor(num_params),
                                       axis_name="data"),
   }

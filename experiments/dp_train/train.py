@@ -20,6 +20,7 @@ import jax
 import ml_collections
 import optax
 
+from experiments import launch
 import sparsejax as sj
 from sparsejax import data
 from sparsejax import models
@@ -44,7 +45,7 @@ def build_compressor(method: ml_collections.ConfigDict, num_params: int,
   if "budget_ratio" in method:  # the volume of top-k(ratio) over the run
     k = max(1, math.floor(method.pop("budget_ratio") * num_params))
     method.update(budget=k * num_steps, num_steps=num_steps)
-  compressor = sj.compressor_from_config(method)
+  compressor = sj.create_compressor(method)
   if use_ef:
     return sj.error_feedback(compressor, axis_name=axis_name)
   return parallel.compressed_mean(compressor, axis_name)
@@ -60,8 +61,7 @@ def train_method(name, method, config, workdir, train_ds, test_ds):
   """Trains one method; returns its metric records."""
   workdir = os.path.join(workdir, name)
   mesh = parallel.data_mesh(config.num_devices)
-  model = models.create_model(config.model.name, train_ds.num_classes,
-                              **config.model.get("kwargs", {}))
+  model = launch.create_model(config.model, train_ds.num_classes)
   variables = models.init_variables(model, jax.random.key(config.seed),
                                     train_ds.x[:1])
   params, model_state = jax.device_put(
@@ -76,42 +76,35 @@ def train_method(name, method, config, workdir, train_ds, test_ds):
   state = {"params": params, "model_state": model_state,
            "opt_state": opt_state}
 
-  checkpointer = training.Checkpointer(os.path.join(workdir, "checkpoints"))
-  start = checkpointer.latest_step() or 0
-  if start:
-    state = checkpointer.restore(start, target=state)
-    logging.info("[%s] resumed at step %d", name, start)
-  writer = training.MetricsWriter(workdir, resume_step=start or None)
-  progress = training.Progress(config.num_steps, every=config.log_every,
-                               start=start, unit="step")
   stats_fn = jax.jit(lambda s: parallel.device_sum(sj.comm_stats(s)))
   logging.info("[%s] %d parameters, %d devices, compressor %s", name,
                num_params, config.num_devices, dict(method))
 
-  for step in range(start, config.num_steps):
-    batch = data.batch_at(train_ds, step, config.batch_size, config.seed)
+  def step(state, i):
+    batch = data.batch_at(train_ds, i, config.batch_size, config.seed)
     batch = parallel.global_batch(
         _local_rows(batch, jax.process_count(), jax.process_index()), mesh)
-    state["params"], state["model_state"], state["opt_state"], metrics = (
-        step_fn(state["params"], state["model_state"], state["opt_state"],
-                batch))
-    done = step + 1
-    if done % config.log_every == 0 or done == config.num_steps:
-      stats = stats_fn(state["opt_state"])
-      record = {"step": done, "loss": metrics["loss"],
-                "accuracy": metrics["accuracy"],
-                "bytes_sent": stats["bytes_sent"],
-                "total_error": stats.get("total_error", 0.0),
-                "residual_norm": stats.get("residual_norm", 0.0)}
-      if done % config.eval_every == 0 or done == config.num_steps:
-        record.update(training.evaluate(model, state["params"],
-                                        state["model_state"], test_ds))
-      writer.write(record)
-      progress.update(done, record)
-    if done % config.checkpoint_every == 0 or done == config.num_steps:
-      checkpointer.save(done, state)
-  checkpointer.close()
-  return training.read_metrics(workdir)
+    params, model_state, opt_state, metrics = step_fn(
+        state["params"], state["model_state"], state["opt_state"], batch)
+    state = {"params": params, "model_state": model_state,
+             "opt_state": opt_state}
+    done = i + 1
+    if done % config.log_every and done != config.num_steps:
+      return state, None
+    stats = stats_fn(opt_state)
+    record = {"step": done, "loss": metrics["loss"],
+              "accuracy": metrics["accuracy"],
+              "bytes_sent": stats["bytes_sent"],
+              "total_error": stats.get("total_error", 0.0),
+              "residual_norm": stats.get("residual_norm", 0.0)}
+    if done % config.eval_every == 0 or done == config.num_steps:
+      record.update(training.evaluate(model, params, model_state, test_ds))
+    return state, record
+
+  with training.Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+    return training.run_logged(
+        workdir, ckpt, state, step, config.num_steps,
+        checkpoint_every=config.checkpoint_every, log_every=config.log_every)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -125,7 +118,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.num_devices > jax.device_count():
     raise ValueError(f"config.num_devices {config.num_devices} > the "
                      f"{jax.device_count()} devices available")
-  models.create_model(config.model.name, 2, **config.model.get("kwargs", {}))
+  launch.create_model(config.model, 2)
   try:
     training.optimizer_from_config(config.optimizer, config.num_steps)
   except (ValueError, TypeError) as e:
@@ -140,41 +133,27 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Runs every method of ``config.methods``; returns ``{method: records}``."""
   validate_config(config)
-  train_ds, test_ds = data.load_dataset(
-      config.dataset.name, config.dataset.get("data_dir"),
-      **config.dataset.get("kwargs", {}))
+  train_ds, test_ds = launch.load_dataset(config.dataset)
   runs = {name: train_method(name, method, config, workdir, train_ds, test_ds)
           for name, method in config.methods.items()}
-  write_summary(runs, workdir, config.get("target_accuracy"))
+  training.write_summary(
+      workdir, {k: [v] for k, v in runs.items()}, COLUMNS, plots=PLOTS,
+      target=config.get("target_accuracy"), target_keys=("step", "bytes_sent"),
+      baseline="dense", bytes_key="bytes_sent")
   return runs
 
 
-def write_summary(runs, workdir, target=None):
-  """Plots and a table of final accuracy against bytes for every method."""
-  evals = {k: [r for r in v if "test_accuracy" in r] for k, v in runs.items()}
-  training.plot_curves(evals, os.path.join(workdir, "accuracy_vs_bytes.png"),
-                       x="bytes_sent", y="test_accuracy",
-                       title="test accuracy vs bytes sent (all devices)")
-  training.plot_curves(evals, os.path.join(workdir, "accuracy_vs_steps.png"),
-                       x="step", y="test_accuracy", logx=False,
-                       title="test accuracy vs steps")
-  dense_bytes = max(v[-1]["bytes_sent"] for v in evals.values())
-  rows = [(k, v[-1]["test_accuracy"], max(r["test_accuracy"] for r in v),
-           v[-1]["bytes_sent"], dense_bytes / max(v[-1]["bytes_sent"], 1.0),
-           v[-1]["total_error"]) for k, v in evals.items()]
-  headers = ("method", "final test acc", "best test acc", "bytes sent",
-             "compression vs max", "total error")
-  table = training.format_table(rows, headers)
-  if target is not None:
-    table += "\n\n" + training.format_table(
-        training.bytes_to_target_table(evals, target, x_keys=("step",
-                                                              "bytes_sent")),
-        ("method", f"steps to {target}", f"bytes to {target}"))
-  training.save_summary(workdir, table,
-                        [dict(zip(headers, r)) for r in rows])
-  logging.info("summary (%s):\n%s", workdir, table)
-  return table
+#: The summary's figures and columns (:func:`sparsejax.training.write_summary`).
+PLOTS = (
+    training.Plot("accuracy_vs_bytes.png", "bytes_sent", "test_accuracy",
+                  title="test accuracy vs bytes sent (all devices)"),
+    training.Plot("accuracy_vs_steps.png", "step", "test_accuracy", logx=False,
+                  title="test accuracy vs steps"))
+COLUMNS = (training.Column("final test acc", "test_accuracy"),
+           training.Column("best test acc", "test_accuracy", "max"),
+           training.Column("bytes sent", "bytes_sent"),
+           training.Column("total error", "total_error"))
 
 
 __all__ = ["build_compressor", "train_and_evaluate", "train_method",
-           "validate_config", "write_summary"]
+           "validate_config"]

@@ -20,17 +20,33 @@ import os
 
 from absl import logging
 import ml_collections
-import numpy as np
 import optax
 
+from experiments import launch
 import sparsejax as sj
-from sparsejax import data
 from sparsejax import federated
-from sparsejax import models
 from sparsejax import training
 
-ALGORITHMS = {"fedavg": federated.fedavg, "fedprox": federated.fedprox,
-              "ef_fedavg": federated.ef_fedavg, "sapef": federated.sapef}
+#: The summary's figures, columns and to-target keys
+#: (:func:`sparsejax.training.write_summary`); the energy plot only has the
+#: methods whose uplink meters energy.
+PLOTS = (
+    training.Plot("accuracy_vs_round.png", "round", "test_accuracy",
+                  logx=False, title="test accuracy vs rounds"),
+    training.Plot("accuracy_vs_uplink_bytes.png", "uplink_bytes",
+                  "test_accuracy",
+                  title="test accuracy vs uplink bytes (all clients)"),
+    training.Plot("accuracy_vs_total_bytes.png", "total_bytes",
+                  "test_accuracy",
+                  title="test accuracy vs uplink + downlink bytes"),
+    training.Plot("accuracy_vs_energy.png", "energy_joules", "test_accuracy",
+                  title="test accuracy vs uplink energy (J)"))
+COLUMNS = (training.Column("final test acc", "test_accuracy"),
+           training.Column("best test acc", "test_accuracy", "max"),
+           training.Column("uplink bytes", "uplink_bytes"),
+           training.Column("downlink bytes", "downlink_bytes"),
+           training.Column("uplink energy J", "energy_joules"))
+TARGET_KEYS = ("round", "uplink_bytes", "total_bytes")
 
 
 def local_optimizer(local: ml_collections.ConfigDict, num_rounds: int):
@@ -48,20 +64,21 @@ def build_algorithm(method: ml_collections.ConfigDict, config, model):
   """The :class:`~sparsejax.federated.FederatedAlgorithm` of one method."""
   method = dict(method)
   name = method.pop("algorithm")
-  if name not in ALGORITHMS:
-    raise ValueError(f"unknown algorithm {name!r}; known: {sorted(ALGORITHMS)}")
+  if name not in federated.ALGORITHMS:
+    raise ValueError(f"unknown algorithm {name!r}; known: "
+                     f"{sorted(federated.ALGORITHMS)}")
   compressor = method.pop("compressor", None)
   if compressor is not None:
-    compressor = sj.compressor_from_config(compressor)
+    compressor = sj.create_compressor(compressor)
     if "energy_costs" in method:  # an energy ledger on any compressor
       compressor = sj.energy_metered(compressor, method.pop("energy_costs"))
     method["compressor"] = compressor
   if "reset_compressor" in method:  # of a periodic residual reset
-    method["reset_compressor"] = sj.compressor_from_config(
+    method["reset_compressor"] = sj.create_compressor(
         method["reset_compressor"])
   if method.get("alpha") == "auto":
     method.setdefault("local_lr", config.local.lr)
-  return ALGORITHMS[name](
+  return federated.ALGORITHMS[name](
       model, local_optimizer(config.local, config.num_rounds),
       local_steps=config.local.steps, batch_size=config.local.batch_size,
       aggregation=method.pop("aggregation", config.aggregation),
@@ -79,92 +96,43 @@ def run_method(name, algo, config, workdir, clients, test_ds):
       probe_size=config.probe_size, mesh=mesh,
       client_batch_size=config.client_batch_size,
       dropout_rate=config.dropout_rate)
-  checkpointer = training.Checkpointer(os.path.join(workdir, "checkpoints"))
-  start = checkpointer.latest_step()
-  if start is not None:
-    sim.restore(checkpointer.restore(start, target=sim.state))
-    logging.info("[%s] resumed after round %d", name, start)
-  writer = training.MetricsWriter(workdir, resume_step=start)
-  progress = training.Progress(config.num_rounds, every=config.log_every,
-                               start=start or 0, unit="round")
-  for rnd, metrics in sim.run(config.num_rounds):
-    writer.write(metrics)
-    progress.update(rnd, {k: v for k, v in metrics.items()
-                          if k in ("train_loss", "test_accuracy",
-                                   "uplink_bytes", "residual_norm")})
-    if rnd % config.checkpoint_every == 0 or rnd == config.num_rounds:
-      checkpointer.save(rnd, sim.state)
-  checkpointer.close()
-  return training.read_metrics(workdir)
+  rounds = sim.run(config.num_rounds)  # continues from a restored round
+
+  def step(state, i):
+    del state, i  # the simulation holds its state
+    _, metrics = next(rounds)
+    return sim.state, metrics
+
+  with training.Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+    return training.run_logged(
+        workdir, ckpt, sim.state, step, config.num_rounds,
+        checkpoint_every=config.checkpoint_every, log_every=config.log_every,
+        unit="round", on_restore=lambda _, state: sim.restore(state),
+        progress_keys=("train_loss", "test_accuracy", "uplink_bytes",
+                       "residual_norm"))
 
 
 def load_clients(config):
   """``(ClientData, test Dataset)`` from the dataset and partition config."""
-  train_ds, test_ds = data.load_dataset(
-      config.dataset.name, config.dataset.get("data_dir"),
-      **config.dataset.get("kwargs", {}))
-  p = config.partition
-  clients = federated.partition_dataset(
-      train_ds, p.scheme, p.num_clients, seed=config.seed, alpha=p.alpha,
-      classes_per_client=p.classes_per_client)
-  summary = clients.summary()
-  logging.info("%s: %d clients, sizes min/median/max %d/%d/%d, "
-               "label TV distance to global %.3f", config.dataset.name,
-               clients.num_clients, summary["sizes"].min(),
-               int(np.median(summary["sizes"])), summary["sizes"].max(),
-               summary["mean_tv_distance"])
-  return clients, test_ds
+  train_ds, test_ds = launch.load_dataset(config.dataset)
+  return launch.partition(train_ds, config.partition, config.seed), test_ds
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Runs every method of ``config.methods``; returns ``{method: records}``."""
   clients, test_ds = load_clients(config)
-  module = models.create_model(config.model.name, test_ds.num_classes,
-                               **config.model.get("kwargs", {}))
+  module = launch.create_model(config.model, test_ds.num_classes)
   model = federated.classifier(module, test_ds.x[:1])
   runs = {}
   for name, method in config.methods.items():
     algo = build_algorithm(method, config, model)
     logging.info("[%s] %s", name, method.to_dict())
     runs[name] = run_method(name, algo, config, workdir, clients, test_ds)
-  write_summary(runs, workdir, config.get("target_accuracy"))
+  training.write_summary(
+      workdir, {k: [v] for k, v in runs.items()}, COLUMNS, plots=PLOTS,
+      target=config.get("target_accuracy"), target_keys=TARGET_KEYS)
   return runs
 
 
-def write_summary(runs, workdir, target=None):
-  """Accuracy plots against rounds and bytes, and the to-target tables."""
-  evals = {k: [r for r in v if "test_accuracy" in r] for k, v in runs.items()}
-  for x, logx, title in (("round", False, "rounds"),
-                         ("uplink_bytes", True, "uplink bytes (all clients)"),
-                         ("total_bytes", True, "uplink + downlink bytes")):
-    training.plot_curves(evals, os.path.join(workdir, f"accuracy_vs_{x}.png"),
-                         x=x, y="test_accuracy", logx=logx, target=target,
-                         title=f"test accuracy vs {title}")
-  rows = [(k, v[-1]["test_accuracy"], max(r["test_accuracy"] for r in v),
-           v[-1]["uplink_bytes"], v[-1]["downlink_bytes"],
-           v[-1].get("energy_joules")) for k, v in evals.items()]
-  headers = ("method", "final test acc", "best test acc", "uplink bytes",
-             "downlink bytes", "uplink energy J")
-  metered = {k: v for k, v in evals.items() if "energy_joules" in v[-1]}
-  if metered:
-    training.plot_curves(metered, os.path.join(workdir,
-                                               "accuracy_vs_energy.png"),
-                         x="energy_joules", y="test_accuracy", target=target,
-                         title="test accuracy vs uplink energy (J)")
-  table = training.format_table(rows, headers)
-  summary = {"final": [dict(zip(headers, r)) for r in rows]}
-  if target is not None:
-    x_keys = ("round", "uplink_bytes", "total_bytes")
-    hits = training.bytes_to_target_table(evals, target, x_keys=x_keys)
-    table += "\n" + training.format_table(
-        hits, ("method", f"rounds to {target}", f"uplink bytes to {target}",
-               f"total bytes to {target}"))
-    summary["to_target"] = {"target": target, "rows": [
-        dict(zip(("method",) + x_keys, h)) for h in hits]}
-  training.save_summary(workdir, table, summary)
-  logging.info("summary (%s):\n%s", workdir, table)
-  return table
-
-
 __all__ = ["build_algorithm", "load_clients", "local_optimizer", "run_method",
-           "train_and_evaluate", "write_summary"]
+           "train_and_evaluate"]

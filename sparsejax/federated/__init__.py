@@ -1,4 +1,4 @@
-"""Federated learning simulation: partitioners, algorithms, engine, ledger.
+"""Federated learning simulation: partitions, algorithms, engines, ledger.
 
 Example::
 
@@ -13,16 +13,15 @@ Example::
                                 test_data=test)
   for rnd, metrics in sim.run(num_rounds=200):
     ...
+
+The engines' parts (the client round ``simulation.client_update``,
+``aggregation.client_sums``, the single partitioners, the market's server
+rule in :mod:`sparsejax.federated.knowledge`) stay in their modules.
 """
 
-from sparsejax.federated.aggregation import AGGREGATIONS
-from sparsejax.federated.aggregation import Aggregate
-from sparsejax.federated.aggregation import client_sums
-from sparsejax.federated.aggregation import finalize
-from sparsejax.federated.aggregation import message_support
+from sparsejax.federated.algorithms import ALGORITHMS
 from sparsejax.federated.algorithms import ClientState
 from sparsejax.federated.algorithms import FederatedAlgorithm
-from sparsejax.federated.algorithms import LocalState
 from sparsejax.federated.algorithms import ServerState
 from sparsejax.federated.algorithms import ef_fedavg
 from sparsejax.federated.algorithms import fedavg
@@ -30,63 +29,42 @@ from sparsejax.federated.algorithms import fedprox
 from sparsejax.federated.algorithms import local_update_algorithm
 from sparsejax.federated.algorithms import sapef
 from sparsejax.federated.algorithms import theory_alpha
+from sparsejax.federated.knowledge import MarketConfig
 from sparsejax.federated.ledger import CommLedger
-from sparsejax.federated.ledger import broadcast_bits
-from sparsejax.federated.market import ClientGroup
+from sparsejax.federated.market import ArchitectureGroup
 from sparsejax.federated.market import Market
-from sparsejax.federated.market import MarketConfig
-from sparsejax.federated.market import baseline_algorithm
 from sparsejax.federated.model import FederatedModel
 from sparsejax.federated.model import classifier
-from sparsejax.federated.partition import SCHEMES
 from sparsejax.federated.partition import ClientData
-from sparsejax.federated.partition import dirichlet_partition
-from sparsejax.federated.partition import group_partition
-from sparsejax.federated.partition import iid_partition
+from sparsejax.federated.partition import holdout_split
 from sparsejax.federated.partition import partition_dataset
-from sparsejax.federated.partition import shard_partition
-from sparsejax.federated.simulation import ClientArrays
+from sparsejax.federated.partition import split_off
 from sparsejax.federated.simulation import Simulation
 from sparsejax.federated.simulation import SimulationState
 from sparsejax.federated.simulation import client_mesh
-from sparsejax.federated.simulation import client_update
-from sparsejax.federated.simulation import local_batches
 
 __all__ = [
-    "AGGREGATIONS",
-    "Aggregate",
-    "ClientArrays",
+    "ALGORITHMS",
+    "ArchitectureGroup",
     "ClientData",
-    "ClientGroup",
     "ClientState",
     "CommLedger",
     "FederatedAlgorithm",
     "FederatedModel",
-    "LocalState",
     "Market",
     "MarketConfig",
-    "SCHEMES",
     "ServerState",
     "Simulation",
     "SimulationState",
-    "baseline_algorithm",
-    "broadcast_bits",
     "classifier",
     "client_mesh",
-    "client_sums",
-    "client_update",
-    "dirichlet_partition",
     "ef_fedavg",
     "fedavg",
     "fedprox",
-    "finalize",
-    "group_partition",
-    "iid_partition",
-    "local_batches",
+    "holdout_split",
     "local_update_algorithm",
-    "message_support",
     "partition_dataset",
     "sapef",
-    "shard_partition",
+    "split_off",
     "theory_alpha",
 ]

@@ -42,7 +42,7 @@ import optax
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.messages import GatedMessage
 from sparsejax.compress.messages import decode
-from sparsejax.compress.quantizers import identity
+from sparsejax.compress.quantizers import no_compression
 from sparsejax.compress.sparsifiers import top_k
 from sparsejax.federated.aggregation import check_aggregation
 from sparsejax.federated.model import FederatedModel
@@ -232,7 +232,7 @@ def fedavg(model: FederatedModel, local_opt: LocalOpt, *,
     model: the model.
     local_opt: client optimizer (or ``round -> optimizer``).
     compressor: uplink compressor without memory (default
-      :func:`sparsejax.identity`, the dense fp32 delta).
+      :func:`sparsejax.no_compression`, the dense fp32 delta).
     **kwargs: ``local_steps``, ``batch_size``, ``aggregation``, ``server_lr``,
       ``persistent_opt`` of :func:`local_update_algorithm`.
 
@@ -241,8 +241,8 @@ def fedavg(model: FederatedModel, local_opt: LocalOpt, *,
     Learning of Deep Networks from Decentralized Data", AISTATS 2017,
     https://arxiv.org/abs/1602.05629
   """
-  return local_update_algorithm(model, local_opt, compressor or identity(),
-                                **kwargs)
+  return local_update_algorithm(model, local_opt,
+                                compressor or no_compression(), **kwargs)
 
 
 def fedprox(model: FederatedModel, local_opt: LocalOpt, *, mu: float,
@@ -256,8 +256,9 @@ def fedprox(model: FederatedModel, local_opt: LocalOpt, *, mu: float,
     Li, Sahu, Zaheer, Sanjabi, Talwalkar, Smith, "Federated Optimization in
     Heterogeneous Networks", MLSys 2020, https://arxiv.org/abs/1812.06127
   """
-  return local_update_algorithm(model, local_opt, compressor or identity(),
-                                mu=mu, **kwargs)
+  return local_update_algorithm(model, local_opt,
+                                compressor or no_compression(), mu=mu,
+                                **kwargs)
 
 
 def theory_alpha(local_lr: float, local_steps: int,
@@ -335,3 +336,9 @@ def ef_fedavg(model: FederatedModel, local_opt: LocalOpt,
     https://arxiv.org/abs/1901.09847
   """
   return sapef(model, local_opt, compressor, alpha=0.0, **kwargs)
+
+
+#: The algorithm factories by name (``fedavg``, ``fedprox``, ``ef_fedavg``,
+#: ``sapef``): what configs and experiment binaries name.
+ALGORITHMS = {"fedavg": fedavg, "fedprox": fedprox, "ef_fedavg": ef_fedavg,
+              "sapef": sapef}

@@ -1,10 +1,12 @@
 """The communication ledger: exact uplink and downlink bits per client.
 
-Uplink bits are the sizes of the messages the clients really sent
-(:func:`sparsejax.message_size`). Downlink is the model broadcast: each
-sampled client receives the dense global params, ``sum_leaves n * bits(dtype)``
+In the :class:`~sparsejax.federated.Simulation`, uplink bits are what each
+client's uplink compressor counted for the message it sent (its
+:class:`~sparsejax.compress.CommCounters`). Downlink is the model broadcast:
+each sampled client receives the dense global params, ``sum_leaves n * bits(dtype)``
 (sending the aggregated update instead would need every client to hold the
-previous global model, which is not true under partial participation).
+previous global model, which is not true under partial participation). The
+:class:`~sparsejax.federated.Market` records its dense logits and targets.
 
 All counts are :class:`~sparsejax.BitCount` (exact 64-bit); per-client
 cumulative counts live in :class:`CommLedger` inside the simulation state, so
@@ -20,14 +22,23 @@ import jax.numpy as jnp
 
 from sparsejax.compress.bitcount import MAX_SUMMANDS
 from sparsejax.compress.bitcount import BitCount
+from sparsejax.compress.bitcount import exact
 from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import message_size
 
 
-def broadcast_bits(params: Any) -> BitCount:
-  """Bits of sending ``params`` densely, in their own dtypes."""
+def dense_bits(tree: Any) -> BitCount:
+  """Bits of sending the arrays of ``tree`` densely, in their own dtypes."""
   return message_size(jax.tree.map(lambda p: DenseMessage(p, p.shape, p.dtype),
-                                    params))[1]
+                                    tree))[1]
+
+
+def traffic_metrics(uplink: BitCount, downlink: BitCount) -> dict[str, Any]:
+  """Exact ``uplink_bits``/``downlink_bits`` (ints) of two concrete totals,
+  with ``uplink_bytes``, ``downlink_bytes`` and ``total_bytes`` (floats)."""
+  up, down = exact(uplink), exact(downlink)
+  return {"uplink_bits": up, "downlink_bits": down, "uplink_bytes": up / 8,
+          "downlink_bytes": down / 8, "total_bytes": (up + down) / 8}
 
 
 class CommLedger(NamedTuple):
@@ -45,9 +56,10 @@ class CommLedger(NamedTuple):
 
   def record(self, clients: jax.Array, valid: jax.Array, uplink: BitCount,
              downlink: BitCount) -> "CommLedger":
-    """Adds one round: ``uplink`` (S,) and ``downlink`` (scalar) bits.
+    """Adds one round: ``uplink`` and ``downlink`` bits, ``(S,)`` or scalar.
 
-    ``clients`` are distinct; entries with ``valid`` false are ignored.
+    ``clients`` are distinct (an id ``>= N`` is dropped); entries with
+    ``valid`` false are ignored.
     """
     def add(total: BitCount, bits: BitCount) -> BitCount:
       old = total.take(clients)

@@ -1,4 +1,4 @@
-r"""Prediction-space knowledge market (KTA v2) and baselines on its engine.
+r"""The prediction-space knowledge market (KTA v2) and its baselines' engine.
 
 Only predictions on a public reference set cross the wire, so clients may use
 different architectures. Per round, for each of ``S`` sampled clients ``i``
@@ -6,20 +6,17 @@ different architectures. Per round, for each of ``S`` sampled clients ``i``
 
 1. ``E`` local cross-entropy steps on the private data;
 2. upload ``Z_i = f_i(X_ref)``, ``(N_ref, K)`` logits in ``value_dtype``;
-3. server: ``P_i = softmax(Z_i / T)``, ``acc_j`` on the reference labels,
-   similarity ``S_ij`` (cosine of the flattened ``P``, or
-   ``exp(-JS(P_i, P_j) / tau)``), teacher weights
-   ``w_ij ∝ S_ij^beta acc_j^gamma`` over the top-``m`` most similar eligible
-   clients, and targets ``Q_i = sum_j w_ij P_j``;
+3. the server's rule (:func:`~sparsejax.federated.knowledge.market_targets`):
+   similarity- and accuracy-weighted teachers give targets ``Q_i``;
 4. download ``Q_i`` (``N_ref * K`` values);
 5. ``E_d`` distillation steps on ``T^2 KL(Q_i || softmax(f_i(x) / T))``.
 
-``method="fedmd"`` replaces step 3 by the one consensus ``Q = mean_j P_j``
-(Li & Wang, FedMD, https://arxiv.org/abs/1910.03581); ``method="local"`` stops
-after step 1 and communicates nothing. An upload that has the wrong shape or a
-non-finite value is excluded from that round's market (counted, its bits still
-charged, no target sent back). FedAvg/FedProx run on the usual
-:class:`~sparsejax.federated.Simulation` (:func:`baseline_algorithm`).
+``method="fedmd"`` replaces step 3 by the one consensus ``Q = mean_j P_j``;
+``method="local"`` stops after step 1 and communicates nothing. An upload
+that has the wrong shape or a non-finite value is excluded from that round's
+market (counted, its bits still charged, no target sent back). Bits go to a
+:class:`~sparsejax.federated.CommLedger` (exact, per client and direction),
+as in the :class:`~sparsejax.federated.Simulation`.
 
 References:
   Du, "Prediction-space knowledge markets for communication-efficient
@@ -37,167 +34,34 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sparsejax.federated.algorithms import FederatedAlgorithm
-from sparsejax.federated.algorithms import fedavg
-from sparsejax.federated.algorithms import fedprox
+from sparsejax.compress.bitcount import BitCount
+from sparsejax.federated.evaluation import as_xy
+from sparsejax.federated.evaluation import chunked_mean
+from sparsejax.federated.knowledge import MarketConfig
+from sparsejax.federated.knowledge import distillation_loss
+from sparsejax.federated.knowledge import market_targets
+from sparsejax.federated.ledger import CommLedger
+from sparsejax.federated.ledger import dense_bits
+from sparsejax.federated.ledger import traffic_metrics
 from sparsejax.federated.model import FederatedModel
 from sparsejax.federated.model import classifier
 from sparsejax.federated.partition import ClientData
 from sparsejax.federated.simulation import local_batches
 
-METHODS = ("kta", "fedmd", "local")
-SIMILARITIES = ("cosine", "js")
-_EPS = 1e-12
 
-
-class MarketConfig(NamedTuple):
-  """The server's rule (hashable: one compile per config).
-
-  Attributes:
-    method: ``"kta"`` (personalised market), ``"fedmd"`` (mean teacher) or
-      ``"local"`` (no communication).
-    similarity: ``"cosine"`` of the flattened probability matrices, or
-      ``"js"``: ``exp(-JS(P_i, P_j) / tau)``, JS averaged over reference rows.
-    tau: JS similarity temperature.
-    beta: exponent of the similarity in the teacher weights.
-    gamma: exponent of the reference accuracy in the teacher weights.
-    top_m: teachers per client, the ``m`` most similar eligible ones
-      (``None``: all).
-    include_self: whether client ``i`` may be its own teacher.
-    temperature: ``T`` of ``P = softmax(Z / T)`` and of the distillation loss.
-    value_dtype: dtype of the logits and targets on the wire (``"float32"``,
-      ``"bfloat16"``, ``"float16"``); bits are counted in it.
-  """
-  method: str = "kta"
-  similarity: str = "cosine"
-  tau: float = 1.0
-  beta: float = 1.0
-  gamma: float = 1.0
-  top_m: int | None = None
-  include_self: bool = False
-  temperature: float = 1.0
-  value_dtype: str = "float32"
-
-  def check(self) -> "MarketConfig":
-    if self.method not in METHODS:
-      raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-    if self.similarity not in SIMILARITIES:
-      raise ValueError(f"similarity must be one of {SIMILARITIES}, "
-                       f"got {self.similarity!r}")
-    if self.temperature <= 0 or self.tau <= 0:
-      raise ValueError("temperature and tau must be > 0")
-    if self.top_m is not None and self.top_m < 1:
-      raise ValueError(f"top_m must be >= 1 or None, got {self.top_m}")
-    jnp.dtype(self.value_dtype)  # raises on an unknown dtype
-    return self
-
-  @property
-  def value_bits(self) -> int:
-    return jnp.dtype(self.value_dtype).itemsize * 8
-
-
-# -- server-side math (pure jnp) ---------------------------------------------
-
-
-def similarity_matrix(probs: jax.Array, kind: str = "cosine",
-                      tau: float = 1.0) -> jax.Array:
-  """``(C, C)`` similarities of ``(C, N_ref, K)`` probability matrices.
-
-  ``"cosine"``: ``<P_i, P_j> / (|P_i| |P_j|)`` of the flattened matrices.
-  ``"js"``: ``exp(-JS(P_i, P_j) / tau)`` with the Jensen-Shannon divergence
-  (nats) of each reference row, averaged over rows.
-  """
-  if kind == "cosine":
-    flat = probs.reshape(probs.shape[0], -1)
-    unit = flat / jnp.maximum(jnp.linalg.norm(flat, axis=1, keepdims=True),
-                              _EPS)
-    return unit @ unit.T
-  if kind == "js":
-    p, q = probs[:, None], probs[None, :]
-    m = 0.5 * (p + q)
-    kl = lambda a: jnp.sum(jax.scipy.special.xlogy(a, a)
-                           - jax.scipy.special.xlogy(a, m), axis=-1)
-    js = 0.5 * (kl(p) + kl(q))
-    return jnp.exp(-jnp.mean(js, axis=-1) / tau)
-  raise ValueError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
-
-
-def teacher_weights(sim: jax.Array, acc: jax.Array, valid: jax.Array, *,
-                    beta: float = 1.0, gamma: float = 1.0,
-                    top_m: int | None = None,
-                    include_self: bool = False) -> jax.Array:
-  """Row-stochastic ``(C, C)`` weights ``w_ij ∝ S_ij^beta acc_j^gamma``.
-
-  Teachers ``j`` of ``i`` are the valid clients (not ``i`` unless
-  ``include_self``), cut to the ``top_m`` with the largest ``S_ij``. A row
-  with no teacher of positive weight falls back to ``w_ii = 1`` (the client
-  keeps its own predictions as target).
-  """
-  c = sim.shape[0]
-  eye = jnp.eye(c, dtype=bool)
-  eligible = valid[None, :] & (jnp.ones_like(eye) if include_self else ~eye)
-  if top_m is not None and top_m < c:
-    _, idx = jax.lax.top_k(jnp.where(eligible, sim, -jnp.inf), top_m)
-    chosen = jnp.zeros_like(eye).at[jnp.arange(c)[:, None], idx].set(True)
-    eligible &= chosen
-  raw = jnp.where(eligible, jnp.power(jnp.maximum(sim, 0.0), beta)
-                  * jnp.power(acc, gamma)[None, :], 0.0)
-  total = jnp.sum(raw, axis=1, keepdims=True)
-  return jnp.where(total > 0, raw / jnp.where(total > 0, total, 1.0),
-                   eye.astype(raw.dtype))
-
-
-def mean_teacher_weights(valid: jax.Array) -> jax.Array:
-  """FedMD: every row is ``valid_j / sum(valid)``, the consensus ``mean_j P_j``."""
-  w = valid.astype(jnp.float32) / jnp.maximum(jnp.sum(valid), 1)
-  return jnp.broadcast_to(w, (valid.shape[0], valid.shape[0]))
-
-
-@functools.partial(jax.jit, static_argnames="config")
-def market_targets(logits: jax.Array, valid: jax.Array, labels: jax.Array,
-                   config: MarketConfig) -> dict[str, jax.Array]:
-  """The server of one round on ``(C, N_ref, K)`` uploads.
-
-  Uploads are upcast to float32; invalid ones (``valid`` false, e.g.
-  non-finite) are zeroed and are nobody's teacher; a non-finite upload also
-  marks itself invalid.
-
-  Returns:
-    ``targets`` ``(C, N_ref, K)`` (float32 ``Q_i``), ``weights`` ``(C, C)``,
-    ``accuracy`` ``(C,)`` on the reference labels, and ``valid`` ``(C,)``.
-  """
-  logits = logits.astype(jnp.float32)
-  valid = valid & jnp.all(jnp.isfinite(logits), axis=(1, 2))
-  logits = jnp.where(valid[:, None, None], logits, 0.0)
-  probs = jax.nn.softmax(logits / config.temperature, axis=-1)
-  acc = jnp.mean(jnp.argmax(logits, -1) == labels[None], axis=1)
-  if config.method == "fedmd":
-    weights = mean_teacher_weights(valid)
-  else:
-    sim = similarity_matrix(probs, config.similarity, config.tau)
-    weights = teacher_weights(sim, acc, valid, beta=config.beta,
-                              gamma=config.gamma, top_m=config.top_m,
-                              include_self=config.include_self)
-  targets = jnp.einsum("ij,jnk->ink", weights, probs)
-  return {"targets": targets, "weights": weights, "accuracy": acc,
-          "valid": valid}
-
-
-def distillation_loss(logits: jax.Array, targets: jax.Array,
-                      temperature: float = 1.0) -> jax.Array:
-  """``T^2 KL(Q || softmax(logits / T))`` averaged over the batch."""
-  log_p = jax.nn.log_softmax(logits / temperature, axis=-1)
-  kl = jnp.sum(jax.scipy.special.xlogy(targets, targets) - targets * log_p, -1)
-  return temperature**2 * jnp.mean(kl)
-
-
-# -- clients -------------------------------------------------------------------
-
-
-class ClientGroup(NamedTuple):
-  """Clients sharing one architecture (a stateless Flax module)."""
+class ArchitectureGroup(NamedTuple):
+  """Market clients that share one architecture (a stateless Flax module)."""
   module: nn.Module
   clients: tuple[int, ...]
+
+
+class MarketState(NamedTuple):
+  """Everything a round reads and writes: checkpoint it to resume exactly."""
+  params: tuple        # per group: its clients' personal params, stacked
+  ledger: CommLedger   # exact bits per client, uplink and downlink
+  excluded: jax.Array  # (N,) int32: uploads left out of the market
+  round: jax.Array     # int32: rounds completed
+  rng: jax.Array       # the key of the sampling and minibatches
 
 
 class _GroupFns(NamedTuple):
@@ -244,43 +108,41 @@ def _group_fns(module, example_x, optimizer, local_steps, batch_size,
       jax.jit(jax.vmap(model.init)))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "chunk"))
-def _client_accuracy(model, params, x, y, rows, sizes, chunk=256):
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+def _client_accuracy(model, params, data, rows, sizes, chunk_size):
   def one(p, row, size):
-    m = row.shape[0]
-    pad = -(-m // chunk) * chunk - m
-    row = jnp.pad(row, (0, pad)).reshape(-1, chunk)
-    mask = (jnp.arange(m + pad) < size).reshape(-1, chunk)
-
-    def part(a):
-      r, k = a
-      acc = model.evaluate(p, {"x": x[r], "y": y[r]})["accuracy"]
-      return jnp.sum(jnp.where(k, acc, 0.0))
-    return jnp.sum(jax.lax.map(part, (row, mask))) / size
-  return jax.vmap(one)(params, rows, sizes)
+    mask = None if row is None else jnp.arange(row.shape[0]) < size
+    return chunked_mean(lambda batch: model.evaluate(p, batch), data,
+                        chunk_size, indices=row, mask=mask)["accuracy"]
+  axes = (0, None, None) if rows is None else 0
+  return jax.vmap(one, in_axes=axes)(params, rows, sizes)
 
 
-def client_accuracy(model: FederatedModel, params, x, y,
-                    parts: ClientData | None = None) -> np.ndarray:
+def client_accuracy(model: FederatedModel, params, data=None, *,
+                    parts: ClientData | None = None,
+                    chunk_size: int = 256) -> np.ndarray:
   """Accuracy of each of ``n`` stacked ``params`` (leading axis ``n``).
 
-  With ``parts`` (e.g. held-out splits, ``n`` clients), client ``i`` is
-  evaluated on ``parts.client_indices[i]`` of ``parts.x``/``parts.y``;
-  otherwise every model is evaluated on all of ``(x, y)``.
+  Every model is evaluated on all of ``data`` (a ``Dataset`` or ``(x, y)``),
+  or, with ``parts`` (``n`` clients, e.g. held-out splits), model ``i`` on
+  ``parts.client_indices[i]`` of ``parts.x``/``parts.y``.
+
+  Raises:
+    ValueError: neither or both of ``data`` and ``parts`` given.
   """
-  n = jax.tree.leaves(params)[0].shape[0]
+  if (data is None) == (parts is None):
+    raise ValueError("pass exactly one of data (every model on all of it) "
+                     "and parts (model i on client i's examples)")
   if parts is None:
-    rows = np.broadcast_to(np.arange(len(y), dtype=np.int32), (n, len(y)))
-    sizes = np.full((n,), len(y), np.int32)
+    x, y = as_xy(data, "data")
+    rows = sizes = None
   else:
     x, y = parts.x, parts.y
-    rows, sizes = parts.padded_indices(), parts.sizes.astype(np.int32)
-  return np.asarray(_client_accuracy(model, params, jnp.asarray(x),
-                                     jnp.asarray(y), jnp.asarray(rows),
-                                     jnp.asarray(sizes)))
-
-
-# -- the engine --------------------------------------------------------------
+    rows = jnp.asarray(parts.padded_indices())
+    sizes = jnp.asarray(parts.sizes.astype(np.int32))
+  return np.asarray(_client_accuracy(
+      model, params, {"x": jnp.asarray(x), "y": jnp.asarray(y)}, rows, sizes,
+      chunk_size))
 
 
 class Market:
@@ -288,8 +150,8 @@ class Market:
 
   Example::
 
-    groups = [ClientGroup(cnn, tuple(range(10))),
-              ClientGroup(mlp, tuple(range(10, 20)))]
+    groups = [ArchitectureGroup(cnn, tuple(range(10))),
+              ArchitectureGroup(mlp, tuple(range(10, 20)))]
     market = Market(groups, clients, (x_ref, y_ref), clients_per_round=10,
                     optimizer=optax.sgd(0.05, momentum=0.9))
     for _ in range(50):
@@ -297,11 +159,12 @@ class Market:
 
   Each round samples ``S`` distinct clients (seeded); a group's sampled
   members are padded to a power of two (at most ``min(S, group size)``), so
-  a group compiles its round for a few sizes only. Bits are exact Python
-  ints per client (``uplink_bits``, ``downlink_bits``, ``(N,)`` int64).
+  a group compiles its round for a few sizes only. ``market.state`` (a
+  :class:`MarketState`) holds the models, the ledger and the round;
+  ``market.restore(state)`` continues bit-exactly.
   """
 
-  def __init__(self, groups: Sequence[ClientGroup], clients: ClientData,
+  def __init__(self, groups: Sequence[ArchitectureGroup], clients: ClientData,
                reference, *, clients_per_round: int,
                optimizer: optax.GradientTransformation,
                config: MarketConfig = MarketConfig(), local_steps: int = 5,
@@ -335,8 +198,7 @@ class Market:
     if not 1 <= clients_per_round <= n:
       raise ValueError(f"clients_per_round must be in [1, {n}], "
                        f"got {clients_per_round}")
-    x_ref, y_ref = ((reference.x, reference.y) if hasattr(reference, "x")
-                    else reference)
+    x_ref, y_ref = as_xy(reference, "reference")
     if y_ref is None:
       raise ValueError("the reference set needs labels: the server scores "
                        "each client's reference accuracy acc_j with them")
@@ -349,7 +211,7 @@ class Market:
     if unknown.size:
       raise ValueError(f"reference labels {unknown.tolist()} belong to no "
                        f"client (clients hold classes {held.tolist()})")
-    self.groups = tuple(ClientGroup(g.module, tuple(g.clients))
+    self.groups = tuple(ArchitectureGroup(g.module, tuple(g.clients))
                         for g in groups)
     self.num_clients, self.clients_per_round = n, clients_per_round
     self.num_classes = clients.num_classes
@@ -357,7 +219,6 @@ class Market:
     self._rows = jnp.asarray(clients.padded_indices())
     self._sizes = jnp.asarray(clients.sizes.astype(np.int32))
     self._x_ref, self._y_ref = jnp.asarray(x_ref), jnp.asarray(y_ref)
-    self._key = jax.random.key(seed)
     fns = functools.partial(
         _group_fns, example_x=jax.ShapeDtypeStruct((1,) + self._x_ref.shape[1:],
                                                    self._x_ref.dtype),
@@ -366,26 +227,55 @@ class Market:
         distill_steps=distill_steps, distill_batch_size=distill_batch_size,
         temperature=config.temperature, with_logits=config.method != "local")
     self._fns = [fns(g.module) for g in self.groups]
-    init_key = jax.random.fold_in(self._key, 0)
-    self.params = [f.init(jax.vmap(lambda c: jax.random.fold_in(init_key, c))(
-        jnp.asarray(g.clients))) for f, g in zip(self._fns, self.groups)]
-    self.uplink_bits = np.zeros(n, np.int64)
-    self.downlink_bits = np.zeros(n, np.int64)
-    self.excluded = np.zeros(n, np.int64)
-    self.round = 0
+    key = jax.random.key(seed)
+    init_key = jax.random.fold_in(key, 0)
+    params = tuple(f.init(jax.vmap(lambda c: jax.random.fold_in(init_key, c))(
+        jnp.asarray(g.clients))) for f, g in zip(self._fns, self.groups))
+    self._state = MarketState(params, CommLedger.zeros(n),
+                              jnp.zeros((n,), jnp.int32),
+                              jnp.zeros((), jnp.int32), key)
+
+  @property
+  def state(self) -> MarketState:
+    """The current state."""
+    return self._state
+
+  def restore(self, state: MarketState) -> None:
+    """Continues from ``state`` (e.g. a restored checkpoint)."""
+    self._state = MarketState(*jax.tree.map(jnp.asarray, tuple(state)))
+
+  @property
+  def round(self) -> int:
+    """Rounds completed."""
+    return int(self._state.round)
+
+  @property
+  def params(self) -> tuple:
+    """Per group, its clients' personal params stacked in group order."""
+    return self._state.params
+
+  @property
+  def ledger(self) -> CommLedger:
+    """Exact uplink and downlink bits of each client so far."""
+    return self._state.ledger
+
+  @property
+  def excluded(self) -> jax.Array:
+    """``(N,)`` uploads of each client left out of the market so far."""
+    return self._state.excluded
 
   def sample(self, rnd: int) -> np.ndarray:
     """The sorted ids of the ``S`` clients of round ``rnd`` (0-based)."""
-    key = jax.random.fold_in(jax.random.fold_in(self._key, 1), rnd)
+    key = jax.random.fold_in(jax.random.fold_in(self._state.rng, 1), rnd)
     return np.sort(np.asarray(jax.random.choice(
         key, self.num_clients, (self.clients_per_round,), replace=False)))
 
   def step(self) -> dict[str, Any]:
-    """One round; returns its metrics (bits exact, cumulative bytes)."""
-    cfg = self.config
-    sampled = self.sample(self.round)
+    """One round; returns its metrics (exact cumulative bits, bytes)."""
+    rnd = self.round
+    sampled = self.sample(rnd)
     train_key, distill_key = jax.random.split(
-        jax.random.fold_in(jax.random.fold_in(self._key, 2), self.round))
+        jax.random.fold_in(jax.random.fold_in(self._state.rng, 2), rnd))
     slots, trained, uploads, losses = [], [], [], []
     for g, (group, fns) in enumerate(zip(self.groups, self._fns)):
       members = np.flatnonzero(np.isin(np.asarray(group.clients), sampled))
@@ -408,27 +298,37 @@ class Market:
       trained.append(params)
       uploads.append(logits)
       losses.append(np.asarray(loss)[real])
-    metrics = {"round": self.round + 1, "train_loss":
+    params = list(self.params)
+    metrics = {"round": rnd + 1, "train_loss":
                float(np.mean(np.concatenate(losses)))}
-    if cfg.method != "local":
-      metrics.update(self._exchange(slots, trained, uploads,
-                                    distill_key))
+    real = np.concatenate([s[3] for s in slots])
+    # Ledger ids: padding slots get N, which the ledger drops.
+    ids = np.where(real, np.concatenate([s[2] for s in slots]),
+                   self.num_clients)
+    ledger, excluded = self.ledger, self.excluded
+    if self.config.method == "local":
+      for (g, pos, _, _), new in zip(slots, trained):
+        params[g] = _scatter(params[g], pos, new)
+      ledger = ledger.record(ids, real, BitCount.zero(), BitCount.zero())
     else:
-      for (g, pos, _, _), params in zip(slots, trained):
-        self._scatter(g, pos, params)
-    self.round += 1
-    up, down = int(self.uplink_bits.sum()), int(self.downlink_bits.sum())
-    metrics.update(uplink_bits=up, downlink_bits=down, uplink_bytes=up / 8,
-                   downlink_bytes=down / 8, total_bytes=(up + down) / 8,
-                   excluded_total=int(self.excluded.sum()))
+      out, up, down, valid = self._exchange(slots, trained, uploads,
+                                            distill_key, params)
+      ledger = ledger.record(ids, real, up, down)
+      excluded = excluded.at[ids].add((real & ~valid).astype(np.int32),
+                                     mode="drop")
+      metrics.update(out)
+    self._state = MarketState(tuple(params), ledger, excluded,
+                              self._state.round + 1, self._state.rng)
+    metrics.update(traffic_metrics(*ledger.totals()))
+    metrics["excluded_total"] = int(jnp.sum(excluded))
     return metrics
 
-  def _scatter(self, g, pos, params):
-    self.params[g] = jax.tree.map(
-        lambda a, b: a.at[pos].set(b, mode="drop"), self.params[g], params)
+  def _exchange(self, slots, trained, uploads, distill_key, params):
+    """Uploads -> server -> targets -> distillation (writes ``params``).
 
-  def _exchange(self, slots, trained, uploads, distill_key):
-    """Uploads -> server -> targets -> distillation, with the bit counts."""
+    Returns the metrics, the ``(C,)`` uplink and downlink bits of the slots,
+    and which uploads the server accepted.
+    """
     cfg = self.config
     expected = (self._x_ref.shape[0], self.num_classes)
     wire, ok, up_bits = [], [], []
@@ -437,45 +337,44 @@ class Market:
       good = z.shape[1:] == expected
       wire.append(z if good else jnp.zeros((len(ids),) + expected, z.dtype))
       ok.append(real & good)
-      up_bits.append(np.where(real, z[0].size * cfg.value_bits, 0))
+      up_bits.append(jax.vmap(dense_bits)(z))
     real = np.concatenate([s[3] for s in slots])
-    ids = np.concatenate([s[2] for s in slots])
     out = market_targets(jnp.concatenate(wire), jnp.asarray(np.concatenate(ok)),
                          self._y_ref, cfg)
     valid = np.asarray(out["valid"])
-    np.add.at(self.uplink_bits, ids[real], np.concatenate(up_bits)[real])
-    np.add.at(self.downlink_bits, ids[valid], np.prod(expected) * cfg.value_bits)
-    np.add.at(self.excluded, ids[real & ~valid], 1)
-    targets = out["targets"].astype(cfg.value_dtype).astype(jnp.float32)
+    targets = out["targets"].astype(cfg.value_dtype)  # what comes back
+    up = jax.tree.map(lambda *a: jnp.concatenate(a), *up_bits).masked(real)
+    down = jax.vmap(dense_bits)(targets).masked(valid)
+    targets = targets.astype(jnp.float32)
     start, dloss = 0, []
-    for (g, pos, group_ids, _), params in zip(slots, trained):
+    for (g, pos, group_ids, _), new in zip(slots, trained):
       sl = slice(start, start + len(group_ids))
       keep = valid[sl]
       start = sl.stop
-      if not keep.any():  # nobody to distil (e.g. the group's uploads failed)
-        self._scatter(g, pos, params)
-        continue
-      keys = jax.vmap(lambda c: jax.random.fold_in(distill_key, c))(
-          jnp.asarray(group_ids))
-      distilled, loss = self._fns[g].distill(params, targets[sl], keys,
-                                             self._x_ref)
-      self._scatter(g, pos, jax.tree.map(lambda d, t: jnp.where(
-          keep.reshape((-1,) + (1,) * (d.ndim - 1)), d, t), distilled, params))
-      dloss.append(np.asarray(loss)[keep])
+      if keep.any():  # else nobody to distil (e.g. the group's uploads failed)
+        keys = jax.vmap(lambda c: jax.random.fold_in(distill_key, c))(
+            jnp.asarray(group_ids))
+        distilled, loss = self._fns[g].distill(new, targets[sl], keys,
+                                               self._x_ref)
+        new = jax.tree.map(lambda d, t: jnp.where(
+            keep.reshape((-1,) + (1,) * (d.ndim - 1)), d, t), distilled, new)
+        dloss.append(np.asarray(loss)[keep])
+      params[g] = _scatter(params[g], pos, new)
     nan = float("nan")
-    return {"distill_loss": float(np.mean(np.concatenate(dloss)))
-            if valid.any() else nan,
-            "reference_accuracy": float(np.asarray(out["accuracy"])[valid]
-                                        .mean()) if valid.any() else nan,
-            "participants": int(real.sum()),
-            "excluded": int((real & ~valid).sum())}
+    metrics = {"distill_loss": float(np.mean(np.concatenate(dloss)))
+               if valid.any() else nan,
+               "reference_accuracy": float(np.asarray(out["accuracy"])[valid]
+                                           .mean()) if valid.any() else nan,
+               "participants": int(real.sum()),
+               "excluded": int((real & ~valid).sum())}
+    return metrics, up, down, valid
 
-  def client_accuracy(self, x=None, y=None,
+  def client_accuracy(self, data=None, *,
                       parts: ClientData | None = None) -> np.ndarray:
     """``(N,)`` accuracy of every personal model (see :func:`client_accuracy`).
 
     ``parts``: per-client evaluation splits (e.g. held-out data), indexed like
-    the training clients; otherwise all models are scored on ``(x, y)``.
+    the training clients; otherwise all models are scored on ``data``.
     """
     acc = np.zeros(self.num_clients)
     for g, (group, fns) in enumerate(zip(self.groups, self._fns)):
@@ -483,70 +382,10 @@ class Market:
           parts.x, parts.y, [parts.client_indices[c] for c in group.clients],
           parts.num_classes)
       acc[list(group.clients)] = client_accuracy(fns.model, self.params[g],
-                                                 x, y, sub)
+                                                 data, parts=sub)
     return acc
 
 
-# -- setup helpers -----------------------------------------------------------
-
-
-def split_off(dataset, size: int, *, seed: int = 0):
-  """``(part, rest)``: a seeded random ``size`` examples and the others.
-
-  Draws the public reference set from the training split before it is
-  partitioned (so no client holds a reference example), or a subset.
-  """
-  n = dataset.x.shape[0]
-  if not 1 <= size < n:
-    raise ValueError(f"size must be in [1, {n}), got {size}")
-  perm = np.random.default_rng(seed).permutation(n)
-
-  def take(idx):
-    idx = np.sort(idx)
-    return dataset._replace(x=dataset.x[idx], y=dataset.y[idx], groups=(
-        None if dataset.groups is None else dataset.groups[idx]))
-  return take(perm[:size]), take(perm[size:])
-
-
-def holdout_split(clients: ClientData, fraction: float, *,
-                  seed: int = 0) -> tuple[ClientData, ClientData]:
-  """``(train, held_out)``: each client keeps ``1 - fraction`` of its data.
-
-  Client ``i``'s held-out part (at least one example) is its personalised
-  test set, drawn from its own (non-IID) distribution.
-  """
-  if not 0 < fraction < 1:
-    raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-  rng = np.random.default_rng(seed)
-  train, held = [], []
-  for c, idx in enumerate(clients.client_indices):
-    if idx.size < 2:
-      raise ValueError(f"client {c} has {idx.size} example(s); need >= 2")
-    perm = rng.permutation(idx)
-    k = min(max(1, round(idx.size * fraction)), idx.size - 1)
-    held.append(np.sort(perm[:k]))
-    train.append(np.sort(perm[k:]))
-  make = lambda parts: ClientData(clients.x, clients.y, parts,
-                                  clients.num_classes)
-  return make(train), make(held)
-
-
-def baseline_algorithm(name: str, groups: Sequence[ClientGroup], example_x,
-                       local_opt, **kwargs) -> FederatedAlgorithm:
-  """FedAvg or FedProx (``name``) on the one architecture of ``groups``.
-
-  Raises:
-    ValueError: clients use different architectures: parameter averaging
-      needs one shared model (use :class:`Market`, which only exchanges
-      predictions), or ``name`` is unknown.
-  """
-  modules = {g.module for g in groups}
-  if len(modules) != 1:
-    raise ValueError(
-        f"{name} averages parameters, so all clients need one architecture; "
-        f"got {len(modules)}: {sorted(type(m).__name__ for m in modules)}. "
-        "Heterogeneous clients can only use the prediction-space market.")
-  algos = {"fedavg": fedavg, "fedprox": fedprox}
-  if name not in algos:
-    raise ValueError(f"baseline must be one of {sorted(algos)}, got {name!r}")
-  return algos[name](classifier(modules.pop(), example_x), local_opt, **kwargs)
+def _scatter(stacked, pos, new):
+  """``stacked`` with rows ``pos`` set to ``new`` (out-of-range: dropped)."""
+  return jax.tree.map(lambda a, b: a.at[pos].set(b, mode="drop"), stacked, new)

@@ -34,6 +34,14 @@ class FederatedModel(NamedTuple):
   evaluate: Callable[[Params, Batch], dict[str, jax.Array]]
 
 
+def classification_metrics(logits: jax.Array,
+                           labels: jax.Array) -> dict[str, jax.Array]:
+  """Per-example softmax cross-entropy ``loss`` and 0/1 ``accuracy`` (float32)."""
+  return {"loss": optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                                  labels),
+          "accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
+
+
 def classifier(module, example_x) -> FederatedModel:
   """A softmax cross-entropy :class:`FederatedModel` around a Flax module.
 
@@ -59,16 +67,14 @@ def classifier(module, example_x) -> FederatedModel:
 
   def per_example(params, batch, train):
     logits = module.apply({"params": params}, batch["x"], train=train)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
-    accuracy = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
-    return loss, accuracy
+    return classification_metrics(logits, batch["y"])
 
   def loss(params, batch):
-    losses, accuracy = per_example(params, batch, True)
-    return jnp.mean(losses), {"accuracy": jnp.mean(accuracy)}
+    metrics = per_example(params, batch, True)
+    return (jnp.mean(metrics["loss"]),
+            {"accuracy": jnp.mean(metrics["accuracy"])})
 
   def evaluate(params, batch):
-    losses, accuracy = per_example(params, batch, False)
-    return {"loss": losses, "accuracy": accuracy}
+    return per_example(params, batch, False)
 
   return FederatedModel(init, loss, evaluate)

@@ -13,6 +13,11 @@ assigned to exactly one client.
   client (the label-based form of McMahan et al.'s sort-and-shard split).
 * :func:`group_partition`: natural clients from a group id per example (the
   FEMNIST writer).
+
+Around a partition: :func:`split_off` draws a seeded subset of a dataset
+before it is partitioned (the market's public reference set, or a smaller
+run), and :func:`holdout_split` keeps part of every client's data as its
+personalised test set.
 """
 
 from __future__ import annotations
@@ -238,3 +243,45 @@ def partition_dataset(dataset, scheme: str, num_clients: int | None = None, *,
     raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
   return ClientData(dataset.x, y, parts,
                     getattr(dataset, "num_classes", None))
+
+
+def split_off(dataset, size: int, *, seed: int = 0):
+  """``(part, rest)``: a seeded random ``size`` examples and the others.
+
+  ``dataset`` is a :class:`sparsejax.data.Dataset` (``x``, ``y``, optional
+  ``groups``); both parts keep its order. E.g. the public reference set of a
+  market, drawn before the partition so that no client holds it.
+  """
+  n = dataset.x.shape[0]
+  if not 1 <= size < n:
+    raise ValueError(f"size must be in [1, {n}), got {size}")
+  perm = np.random.default_rng(seed).permutation(n)
+
+  def take(idx):
+    idx = np.sort(idx)
+    return dataset._replace(x=dataset.x[idx], y=dataset.y[idx], groups=(
+        None if dataset.groups is None else dataset.groups[idx]))
+  return take(perm[:size]), take(perm[size:])
+
+
+def holdout_split(clients: ClientData, fraction: float, *,
+                  seed: int = 0) -> tuple[ClientData, ClientData]:
+  """``(train, held_out)``: each client keeps ``1 - fraction`` of its data.
+
+  Client ``i``'s held-out part (at least one example) is its personalised
+  test set, drawn from its own (non-IID) distribution.
+  """
+  if not 0 < fraction < 1:
+    raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+  rng = np.random.default_rng(seed)
+  train, held = [], []
+  for c, idx in enumerate(clients.client_indices):
+    if idx.size < 2:
+      raise ValueError(f"client {c} has {idx.size} example(s); need >= 2")
+    perm = rng.permutation(idx)
+    k = min(max(1, round(idx.size * fraction)), idx.size - 1)
+    held.append(np.sort(perm[:k]))
+    train.append(np.sort(perm[k:]))
+  make = lambda parts: ClientData(clients.x, clients.y, parts,
+                                  clients.num_classes)
+  return make(train), make(held)

@@ -15,7 +15,11 @@ A round, inside one ``jax.jit`` with no host round-trip:
 3. each device sums its clients' weighted decoded messages, the sums are
    ``psum``-ed, divided (:mod:`~sparsejax.federated.aggregation`) and applied
    by ``server_update``; client states are scattered back; the
-   :class:`~sparsejax.federated.ledger.CommLedger` records the bits.
+   :class:`~sparsejax.federated.ledger.CommLedger` records the bits: uplink
+   as counted by each client's uplink compressor (the growth of the
+   :class:`~sparsejax.compress.CommCounters` in its state, so every message
+   is counted once, where it is encoded), downlink as the dense model
+   broadcast.
 
 Faults: a sampled client drops out mid-round with probability
 ``dropout_rate`` (a Bernoulli draw per round and client id); it received the
@@ -51,16 +55,20 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sparsejax.compress.bitcount import BitCount
-from sparsejax.compress.accounting import EnergyLedger
-from sparsejax.compress.bitcount import exact
+from sparsejax.compress.accounting import CommCounters
 from sparsejax.compress.accounting import find_nodes
-from sparsejax.compress.messages import message_size
+from sparsejax.compress.bitcount import BitCount
+from sparsejax.compress.bitcount import exact
+from sparsejax.compress.cost_weighted import EnergyLedger
 from sparsejax.federated import aggregation
+from sparsejax.federated.algorithms import ClientState
 from sparsejax.federated.algorithms import FederatedAlgorithm
 from sparsejax.federated.algorithms import ServerState
+from sparsejax.federated.evaluation import as_xy
+from sparsejax.federated.evaluation import chunked_mean
 from sparsejax.federated.ledger import CommLedger
-from sparsejax.federated.ledger import broadcast_bits
+from sparsejax.federated.ledger import dense_bits
+from sparsejax.federated.ledger import traffic_metrics
 from sparsejax.federated.partition import ClientData
 from sparsejax.feedback import all_finite
 from sparsejax.feedback import sq_norm
@@ -103,13 +111,20 @@ def local_batches(key, row, size, num_steps: int, batch_size: int):
   return row[order[pos]].reshape(num_steps, batch_size)
 
 
-def client_update(algo: FederatedAlgorithm, server: ServerState, client,
-                  row, size, key, x, y, probe=None, probe_grad=None,
-                  unroll: int | bool | None = None):
+def uplink_bits_sent(client: ClientState) -> BitCount:
+  """Cumulative bits counted by the compressors of a client's uplink."""
+  return BitCount.sum(c.bits for c in find_nodes(client.uplink, CommCounters))
+
+
+def client_update(algo: FederatedAlgorithm, server: ServerState,
+                  client: ClientState, row, size, key, x, y, probe=None,
+                  probe_grad=None, unroll: int | bool | None = None):
   """One client's round: ``(message, new client state, metrics)``.
 
   ``metrics["finite"]``: whether ``y_H``, the message and the new state are
-  free of NaN/Inf (the engine rejects the update otherwise).
+  free of NaN/Inf (the engine rejects the update otherwise);
+  ``metrics["uplink_bits"]``: what the uplink compressors counted for this
+  message (their counters' growth: a gated or skipped message counts 0).
   ``probe``/``probe_grad``: a held-out batch and ``grad f(w)`` on it; if
   given, ``grad_mismatch = ||grad f(w) - grad f(y_0)||^2`` at the local
   start point ``y_0`` (``w + alpha e_i`` for SA-PEF) is reported.
@@ -130,12 +145,13 @@ def client_update(algo: FederatedAlgorithm, server: ServerState, client,
   local, step_metrics = jax.lax.scan(
       step, local, examples,
       unroll=_local_step_unroll(algo.local_steps, unroll))
-  message, client, final_metrics = algo.client_final(server, client, local)
-  metrics["finite"] = all_finite((local.params, message, client))
+  message, new_client, final_metrics = algo.client_final(server, client, local)
+  metrics["finite"] = all_finite((local.params, message, new_client))
   metrics.update(final_metrics)
   metrics.update({f"train_{k}": jnp.mean(v) for k, v in step_metrics.items()})
-  metrics["uplink_bits"] = message_size(message)[1]
-  return message, client, metrics
+  metrics["uplink_bits"] = (uplink_bits_sent(new_client)
+                            - uplink_bits_sent(client))
+  return message, new_client, metrics
 
 
 MAX_FULL_UNROLL = 16
@@ -162,11 +178,6 @@ def _fold_keys(tree, i):
       return jax.random.fold_in(x, i)
     return x
   return jax.tree.map(fold, tree)
-
-
-def _as_xy(data):
-  x, y = (data.x, data.y) if hasattr(data, "x") else data
-  return np.asarray(x), np.asarray(y)
 
 
 def _to_host(tree):
@@ -279,7 +290,7 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
   clients = jax.tree.map(lambda a, b: a.at[scatter_ids].set(b, mode="drop"),
                          state.clients, new_clients)
   uplink = metrics.pop("uplink_bits").masked(sent)
-  downlink = broadcast_bits(state.server.params)
+  downlink = dense_bits(state.server.params)
   ledger = state.ledger.record(ids, valid, uplink, downlink)
 
   count = jnp.sum(accepted)  # metrics are NaN in a round with none accepted
@@ -299,30 +310,10 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
   return SimulationState(server, clients, ledger, rng), (out, per_client)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _evaluate(model, params, test):
-  x, y, mask = test
-
-  def chunk(c):
-    xb, yb, mb = c
-    m = model.evaluate(params, {"x": xb, "y": yb})
-    return {k: jnp.sum(jnp.where(mb, v, 0)) for k, v in m.items()}
-
-  sums = jax.lax.map(chunk, (x, y, mask))
-  return {k: jnp.sum(v) / jnp.sum(mask) for k, v in sums.items()}
-
-
-def _chunk(x, y, batch_size):
-  """Test data as ``(chunks, batch_size, ...)`` arrays and a validity mask."""
-  x, y = np.asarray(x), np.asarray(y)
-  n = x.shape[0]
-  size = -(-n // batch_size) * batch_size
-
-  def pad(a):
-    a = np.concatenate([a, np.zeros((size - n,) + a.shape[1:], a.dtype)])
-    return a.reshape((-1, batch_size) + a.shape[1:])
-
-  return pad(x), pad(y), (np.arange(size) < n).reshape(-1, batch_size)
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _evaluate(model, params, test, chunk_size):
+  return chunked_mean(lambda batch: model.evaluate(params, batch), test,
+                      chunk_size)
 
 
 class Simulation:
@@ -401,9 +392,10 @@ class Simulation:
         clients.x, clients.y, clients.padded_indices(),
         clients.sizes.astype(np.int32)))
     self._test = self._probe = None
+    self._eval_batch_size = eval_batch_size
     if test_data is not None:
-      tx, ty = _as_xy(test_data)
-      self._test = self._put(_chunk(tx, ty, eval_batch_size))
+      tx, ty = map(np.asarray, as_xy(test_data, "test_data"))
+      self._test = self._put({"x": tx, "y": ty})
       if probe_size:
         self._probe = self._put({"x": tx[:probe_size], "y": ty[:probe_size]})
     self._state = _initial_state(algo, n, self._sharding,
@@ -488,9 +480,7 @@ class Simulation:
     metrics = {"round": self._round}
     for k, v in out.items():
       metrics[k] = exact(v) if isinstance(v, BitCount) else v.item()
-    metrics["uplink_bytes"] = metrics["uplink_bits"] / 8
-    metrics["downlink_bytes"] = metrics["downlink_bits"] / 8
-    metrics["total_bytes"] = metrics["uplink_bytes"] + metrics["downlink_bytes"]
+    metrics.update(traffic_metrics(out["uplink_bits"], out["downlink_bits"]))
     energy = _energy_joules(self._state.clients)
     if energy is not None:
       metrics["energy_joules"] = energy
@@ -522,7 +512,7 @@ class Simulation:
     if self._test is None:
       raise ValueError("no test_data given")
     out = _evaluate(self.algo.model, self.params if params is None else params,
-                    self._test)
+                    self._test, self._eval_batch_size)
     return {k: float(v) for k, v in _to_host(out).items()}
 
 

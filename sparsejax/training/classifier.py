@@ -10,8 +10,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
+
+from sparsejax.federated.evaluation import as_xy
+from sparsejax.federated.evaluation import chunked_mean
+from sparsejax.federated.model import classification_metrics
 
 
 def split_variables(variables):
@@ -35,33 +37,30 @@ def classification_loss(model):
                                         mutable=list(model_state))
     else:
       logits = model.apply(variables, x, train=True)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
-    return loss, (model_state, {"accuracy": accuracy})
+    metrics = classification_metrics(logits, y)
+    return jnp.mean(metrics["loss"]), (
+        model_state, {"accuracy": jnp.mean(metrics["accuracy"])})
 
   return loss_fn
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _eval_sums(model, params, model_state, x, y, mask):
-  logits = model.apply({"params": params, **model_state}, x, train=False)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-  correct = jnp.argmax(logits, -1) == y
-  return jnp.sum(losses * mask), jnp.sum(correct * mask)
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _evaluate(model, params, model_state, data, batch_size):
+  def per_example(batch):
+    logits = model.apply({"params": params, **model_state}, batch["x"],
+                         train=False)
+    return classification_metrics(logits, batch["y"])
+  return chunked_mean(per_example, data, batch_size)
 
 
 def evaluate(model, params, model_state, dataset, batch_size: int = 1000):
-  """Mean loss and accuracy over a whole dataset (last batch masked)."""
-  n = dataset.x.shape[0]
-  loss = correct = 0.0
-  for start in range(0, n, batch_size):
-    x = dataset.x[start:start + batch_size]
-    y = dataset.y[start:start + batch_size]
-    pad = batch_size - x.shape[0]
-    mask = np.concatenate([np.ones(x.shape[0]), np.zeros(pad)]).astype(
-        np.float32)
-    x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-    y = np.concatenate([y, np.zeros((pad,), y.dtype)])
-    l, c = _eval_sums(model, params, model_state, x, y, mask)
-    loss, correct = loss + float(l), correct + float(c)
-  return {"test_loss": loss / n, "test_accuracy": correct / n}
+  """Mean loss and accuracy over a whole dataset (a ``Dataset`` or ``(x, y)``).
+
+  In chunks of ``batch_size``, the last one masked
+  (:func:`sparsejax.federated.evaluation.chunked_mean`). Returns
+  ``test_loss`` and ``test_accuracy``.
+  """
+  x, y = as_xy(dataset, "dataset")
+  means = _evaluate(model, params, model_state, {"x": x, "y": y}, batch_size)
+  return {"test_loss": float(means["loss"]),
+          "test_accuracy": float(means["accuracy"])}

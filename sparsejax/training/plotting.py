@@ -1,8 +1,11 @@
-"""Accuracy-versus-communication curves and bytes-to-target tables.
+"""Accuracy-versus-communication curves, bytes-to-target tables, summaries.
 
 ``runs`` maps a method name to its metric records (as returned by
 :func:`sparsejax.training.read_metrics`). Records missing the x or y key are
 skipped, so training records and evaluation records may be interleaved.
+
+:func:`write_summary` is what every experiment binary writes at the end: its
+plots and one table of the methods (mean and spread over seeds).
 
 Plots are drawn on a bare :class:`matplotlib.figure.Figure` rendered by the Agg
 canvas: no pyplot, no global backend switch, safe in headless jobs and threads.
@@ -13,11 +16,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
+from absl import logging
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+import numpy as np
 
 Records = Sequence[Mapping[str, Any]]
 
@@ -233,14 +238,162 @@ def format_table(
   return "\n".join([line(headers), sep] + [line(c) for c in cells]) + "\n"
 
 
-def save_summary(workdir, table: str, data) -> str:
-  """Writes ``summary.md`` (the table) and ``summary.json`` under ``workdir``.
+class Plot(NamedTuple):
+  """One figure of a summary: ``y`` against ``x``, one line per method."""
+  file: str
+  x: str
+  y: str
+  logx: bool = True
+  title: str | None = None
 
-  Returns the table, for logging.
+
+class Column(NamedTuple):
+  """One summary-table column: ``key`` of a run's last or best evaluation."""
+  header: str
+  key: str
+  reduce: str = "last"  # "last", or "max" (the best)
+
+
+def _mean_std(values: Sequence[float | None],
+             fmt: Callable[[float], str] = "{:.4g}".format) -> str:
+  """``mean ± std`` (``ddof=1``) of the non-``None`` values, one value if all
+  equal, ``(k/n seeds)`` if some are ``None`` and ``not reached`` if all are."""
+  done = [float(v) for v in values if v is not None]
+  if not done:
+    return "not reached"
+  text = fmt(np.mean(done))
+  if len(done) > 1 and np.std(done) > 0:
+    text += " ± " + fmt(np.std(done, ddof=1))
+  if len(done) < len(values):
+    text += f" ({len(done)}/{len(values)} seeds)"
+  return text
+
+
+def _cell(values: Sequence[Any], header: str) -> Any:
+  """A table cell of per-seed values: the value itself for one seed."""
+  if len(values) == 1 or all(v is None for v in values):
+    return values[0]
+  return _mean_std(values, format_bytes if _is_bytes_key(header)
+                  else "{:.4g}".format)
+
+
+def _ratio(value: float, baseline: float) -> str:
+  if value == 0:
+    return "0"
+  return (f"1/{baseline / value:.0f}" if value < baseline
+          else f"{value / baseline:.2f}x")
+
+
+def summarize(
+    runs: Mapping[str, Sequence[Records]],
+    columns: Sequence[Column],
+    *,
+    y: str = "test_accuracy",
+    target: float | None = None,
+    target_keys: Sequence[str] = (),
+    baseline: str | None = None,
+    bytes_key: str = "total_bytes",
+) -> tuple[str, dict[str, Any]]:
+  """The summary table of several methods (and seeds): ``(markdown, data)``.
+
+  Only the evaluated records (those with ``y``) count. One row per method;
+  each :class:`Column` takes ``key`` from the last evaluation (``"last"``) or
+  its maximum (``"max"``), per seed; over several seeds a cell is
+  ``mean ± std``. With ``baseline`` (a method of ``runs``), a column
+  compares the mean final ``bytes_key`` to the baseline's (``1/20``: 20x
+  fewer bytes). With ``target``, a second table gives the first value of each
+  of ``target_keys`` at which ``y`` reaches it (:func:`bytes_to_target_table`).
+
+  Args:
+    runs: method -> the records of each seed (one list for one seed).
+    columns: the table's columns after ``method``.
+    y: the evaluation metric.
+    target: a ``y`` to reach.
+    target_keys: the x keys of the to-target table.
+    baseline: the method to compare bytes with.
+    bytes_key: the key compared with the baseline.
+
+  Returns:
+    The markdown table(s) and their values per seed (JSON-ready).
+  """
+  evals = {k: [[r for r in seed if y in r] for seed in v]
+           for k, v in runs.items()}
+  empty = [k for k, v in evals.items() if not all(v)]
+  if empty:
+    raise ValueError(f"no record with {y!r} in the runs of {empty}")
+
+  def value(records, column):
+    if column.reduce == "max":
+      return max(r[column.key] for r in records
+                 if r.get(column.key) is not None)
+    return records[-1].get(column.key)
+
+  per_seed = {k: {c.header: [value(s, c) for s in v] for c in columns}
+              for k, v in evals.items()}
+  headers = ["method"] + [c.header for c in columns]
+  if baseline in evals:
+    base = np.mean([s[-1][bytes_key] for s in evals[baseline]])
+    headers.append(f"bytes vs {baseline}")
+  rows = []
+  for k, v in per_seed.items():
+    row = [k] + [_cell(v[c.header], c.header) for c in columns]
+    if baseline in evals:
+      row.append(_ratio(np.mean([s[-1][bytes_key] for s in evals[k]]), base))
+    rows.append(row)
+  table = format_table(rows, headers, missing="-")
+  data = {"y": y, "methods": per_seed}
+  if target is not None:
+    hits = {k: [bytes_to_target_table({k: s}, target, target_keys, y)[0][1:]
+                for s in v] for k, v in evals.items()}
+    data["to_target"] = {"target": target, "methods": {
+        k: {x: [h[i] for h in v] for i, x in enumerate(target_keys)}
+        for k, v in hits.items()}}
+    to_target = [[k] + [_cell(col, x) for x, col in v.items()]
+                 for k, v in data["to_target"]["methods"].items()]
+    table += "\n" + format_table(to_target, ["method"] + [
+        f"{x.replace('_', ' ')} to {target}" for x in target_keys])
+  return table, data
+
+
+def write_summary(
+    workdir,
+    runs: Mapping[str, Sequence[Records]],
+    columns: Sequence[Column],
+    *,
+    plots: Sequence[Plot] = (),
+    log_fn: Callable[[str], Any] = logging.info,
+    **options,
+) -> str:
+  """Plots and the summary of an experiment's methods, under ``workdir``.
+
+  Draws each :class:`Plot` from the first seed of every method (the
+  ``target`` as a dashed line; a plot whose ``x`` no run has is skipped) and
+  writes :func:`summarize`'s table to ``summary.md`` and its data to
+  ``summary.json``.
+
+  Args:
+    workdir: the experiment's directory.
+    runs: method -> the records of each seed (one list for one seed).
+    columns: the table's columns (:func:`summarize`).
+    plots: the figures.
+    log_fn: receives the table.
+    **options: ``y``, ``target``, ``target_keys``, ``baseline``,
+      ``bytes_key`` of :func:`summarize`.
+
+  Returns:
+    The table.
   """
   workdir = os.fspath(workdir)
+  first = {k: v[0] for k, v in runs.items()}
+  for plot in plots:
+    if any(r.get(plot.x) is not None for v in first.values() for r in v):
+      plot_curves(first, os.path.join(workdir, plot.file), x=plot.x,
+                  y=plot.y, logx=plot.logx, title=plot.title,
+                  target=options.get("target"))
+  table, data = summarize(runs, columns, **options)
   with open(os.path.join(workdir, "summary.md"), "w") as f:
     f.write(table + "\n")
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(data, f, indent=1, default=float)
+  log_fn(f"summary ({workdir}):\n{table}")
   return table

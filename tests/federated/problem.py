@@ -13,6 +13,8 @@ import optax
 
 import sparsejax as sj
 from sparsejax import federated as fed
+from sparsejax.federated import aggregation
+from sparsejax.federated import simulation as simulation_lib
 
 DIM, CLASSES = 50, 4          # d = 50 * 4 + 4 = 204 parameters
 NUM_PARAMS = DIM * CLASSES + CLASSES
@@ -76,7 +78,7 @@ def algorithm(name: str, **options):
   if name == "fedprox":
     return fed.fedprox(MODEL, opt, **kwargs(**options))
   if name == "ef_identity":
-    return fed.ef_fedavg(MODEL, opt, sj.identity(), **kwargs(**options))
+    return fed.ef_fedavg(MODEL, opt, sj.no_compression(), **kwargs(**options))
   if name == "ef_topk":
     return fed.ef_fedavg(MODEL, opt, topk, **kwargs(**options))
   if name == "sapef":
@@ -129,7 +131,7 @@ def take_client(tree, i):
   return jax.tree.map(lambda x: x[i], tree)
 
 
-_client_update = jax.jit(fed.client_update, static_argnums=0)
+_client_update = jax.jit(simulation_lib.client_update, static_argnums=0)
 
 
 def check_round_by_loop(sim, before, per_client, aggregated):
@@ -150,12 +152,12 @@ def check_round_by_loop(sim, before, per_client, aggregated):
         algo, before.server, old, d.indices[i], d.sizes[i],
         jax.random.fold_in(client_key(before), i), d.x, d.y)
     assert_trees_close(new, take_client(sim.state.clients, i))
-    one = fed.client_sums(jax.tree.map(lambda x: x[None], message),
-                          d.sizes[i][None].astype(jnp.float32),
-                          algo.aggregation)
+    one = aggregation.client_sums(jax.tree.map(lambda x: x[None], message),
+                                  d.sizes[i][None].astype(jnp.float32),
+                                  algo.aggregation)
     sums = one if sums is None else jax.tree.map(jnp.add, sums, one)
   update = (jax.tree.map(jnp.zeros_like, before.server.params) if sums is None
-            else fed.finalize(sums))
+            else aggregation.finalize(sums))
   assert_trees_close(sim.params, jax.tree.map(jnp.add, before.server.params,
                                               update))
 

@@ -9,6 +9,7 @@ from jax.flatten_util import ravel_pytree
 
 import sparsejax as sj
 from sparsejax import federated as fed
+from sparsejax.federated import simulation
 from tests.federated import problem
 
 ROUNDS = 3
@@ -61,7 +62,7 @@ def reference_round(before, data, ids, alpha, k=problem.TOP_K, reset_k=0):
   residuals = np.asarray(residuals, np.float64)
   client_key = problem.client_key(before)
   grad = jax.jit(jax.grad(lambda p, b: problem.MODEL.loss(unravel(p), b)[0]))
-  batches = jax.jit(fed.local_batches, static_argnums=(3, 4))
+  batches = jax.jit(simulation.local_batches, static_argnums=(3, 4))
   total, weight = np.zeros_like(w), 0.0
   for i in ids:
     e = residuals[i]
@@ -121,7 +122,7 @@ def test_periodic_reset_matches_per_client_reference():
   sim = problem.simulation("sapef", alpha=0.5, reset_every=2,
                            reset_compressor=sj.top_k(k=RESET_K, scope="global"))
   plain = problem.simulation("sapef", alpha=0.5)
-  reset_bits = sj.message_size(sj.top_k(k=RESET_K, scope="global").encode(
+  reset_bits = sj.compress.message_size(sj.top_k(k=RESET_K, scope="global").encode(
       sim.params, sj.top_k(k=RESET_K, scope="global").init(sim.params))[0])[1]
   for rnd in range(1, 5):
     before = problem.to_numpy(sim.state)
@@ -143,7 +144,7 @@ def test_reset_every_round_of_the_whole_residual_is_fedavg():
   """``u = delta + e``; sending ``C(u)`` and then ``u - C(u)`` sends ``delta``."""
   a = problem.simulation("fedavg")
   b = problem.simulation("ef_topk", reset_every=1,
-                         reset_compressor=sj.identity())
+                         reset_compressor=sj.no_compression())
   problem.run(a, ROUNDS)
   problem.run(b, ROUNDS)
   problem.assert_trees_close(a.params, b.params)
@@ -208,5 +209,5 @@ def test_support_of_threshold_message_is_its_kept_entries():
   x = jnp.array([0.5, -2.0, 0.1, 3.0])
   tx = sj.hard_threshold(1.0)
   message, _ = tx.encode(x, tx.init(x))
-  np.testing.assert_array_equal(fed.message_support(message),
+  np.testing.assert_array_equal(sj.compress.message_support(message),
                                 [0.0, 1.0, 0.0, 1.0])

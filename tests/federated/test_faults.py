@@ -4,7 +4,6 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import sparsejax as sj
-from sparsejax import federated as fed
 from tests.federated import problem
 
 # One compiled round for all tests: dropout_rate is traced, data only shaped.

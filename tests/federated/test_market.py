@@ -10,7 +10,9 @@ import pytest
 from sparsejax import data
 from sparsejax import federated as fed
 from sparsejax import models
-from sparsejax.federated import market as mk
+from sparsejax.training import Checkpointer
+from sparsejax.compress.bitcount import exact
+from sparsejax.federated import knowledge as kn
 
 K, N, S, N_REF = 4, 6, 3, 40
 SMALL = models.create_model("mlp", K, features=(16,))
@@ -31,17 +33,17 @@ class NaNNet(nn.Module):
 def _problem(seed=0):
   train, test = data.load_dataset("synthetic", num_train=400, num_test=64,
                                   shape=(8, 8, 1), num_classes=K)
-  ref, rest = mk.split_off(train, N_REF, seed=seed)
+  ref, rest = fed.split_off(train, N_REF, seed=seed)
   return fed.partition_dataset(rest, "iid", N, seed=seed), ref, test
 
 
 CLIENTS, REF, TEST = _problem()
 
 
-def _market(groups=None, config=mk.MarketConfig(), seed=0, reference=REF,
+def _market(groups=None, config=fed.MarketConfig(), seed=0, reference=REF,
             per_round=S, clients=CLIENTS):
-  groups = groups or [mk.ClientGroup(SMALL, tuple(range(N)))]
-  return mk.Market(groups, clients, reference, clients_per_round=per_round,
+  groups = groups or [fed.ArchitectureGroup(SMALL, tuple(range(N)))]
+  return fed.Market(groups, clients, reference, clients_per_round=per_round,
                    optimizer=OPT, config=config, local_steps=2,
                    batch_size=8, distill_steps=3, distill_batch_size=16,
                    seed=seed)
@@ -87,9 +89,9 @@ def test_similarity_and_weights_match_numpy(kind, top_m, include_self):
   p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   acc = rng.uniform(0.2, 1.0, size=5)
   valid = np.array([True, True, False, True, True])
-  s = np.asarray(mk.similarity_matrix(jnp.asarray(p), kind, tau=0.3))
+  s = np.asarray(kn.similarity_matrix(jnp.asarray(p), kind, tau=0.3))
   np.testing.assert_allclose(s, _np_similarity(p, kind, 0.3), rtol=1e-5)
-  w = mk.teacher_weights(jnp.asarray(s), jnp.asarray(acc), jnp.asarray(valid),
+  w = kn.teacher_weights(jnp.asarray(s), jnp.asarray(acc), jnp.asarray(valid),
                          beta=2.0, gamma=0.5, top_m=top_m,
                          include_self=include_self)
   ref = _np_weights(s, acc, valid, 2.0, 0.5, top_m, include_self)
@@ -106,20 +108,20 @@ def test_market_targets_defaults_and_fedmd_mean():
   y = jnp.asarray(REF.y)
   valid = jnp.array([True, True, True, False])
   p = jax.nn.softmax(z, -1)
-  out = mk.market_targets(z, valid, y, mk.MarketConfig())
+  out = kn.market_targets(z, valid, y, fed.MarketConfig())
   acc = jnp.mean(jnp.argmax(z, -1) == y, 1)
-  w = mk.teacher_weights(mk.similarity_matrix(p), acc, valid)
+  w = kn.teacher_weights(kn.similarity_matrix(p), acc, valid)
   np.testing.assert_allclose(out["targets"][:3],  # the invalid row is unused
                              jnp.einsum("ij,jnk->ink", w, p)[:3], rtol=1e-5)
-  md = mk.market_targets(z, valid, y, mk.MarketConfig(method="fedmd"))
+  md = kn.market_targets(z, valid, y, fed.MarketConfig(method="fedmd"))
   for i in range(4):
     np.testing.assert_allclose(md["targets"][i], p[:3].mean(0), rtol=1e-5)
 
 
 def test_non_finite_upload_is_invalid():
   z = jnp.ones((3, N_REF, K)).at[1, 5, 2].set(jnp.inf)
-  out = mk.market_targets(z, jnp.ones(3, bool), jnp.asarray(REF.y),
-                          mk.MarketConfig())
+  out = kn.market_targets(z, jnp.ones(3, bool), jnp.asarray(REF.y),
+                          fed.MarketConfig())
   assert out["valid"].tolist() == [True, False, True]
   assert np.all(np.isfinite(out["targets"]))
   assert np.all(np.asarray(out["weights"])[:, 1] == 0)
@@ -130,25 +132,33 @@ def test_non_finite_upload_is_invalid():
 
 @pytest.mark.parametrize("dtype,bits", [("float32", 32), ("bfloat16", 16)])
 def test_bytes_per_client_per_direction(dtype, bits):
-  market = _market(config=mk.MarketConfig(value_dtype=dtype))
-  metrics = market.step()
-  sampled = market.sample(0)
+  market = _market(config=fed.MarketConfig(value_dtype=dtype))
   per_client = N_REF * K * bits
   expected = np.zeros(N, np.int64)
-  expected[sampled] = per_client
-  np.testing.assert_array_equal(market.uplink_bits, expected)
-  np.testing.assert_array_equal(market.downlink_bits, expected)
-  assert metrics["total_bytes"] == 2 * S * per_client / 8
-  assert metrics["participants"] == S and metrics["excluded"] == 0
+  for rnd in range(2):
+    metrics = market.step()
+    expected[market.sample(rnd)] += per_client
+    assert metrics["participants"] == S and metrics["excluded"] == 0
+    total = S * per_client * (rnd + 1)
+    assert metrics["uplink_bits"] == metrics["downlink_bits"] == total
+    assert metrics["total_bytes"] == 2 * total / 8
+  ledger = market.ledger
+  assert isinstance(ledger, fed.CommLedger)
+  for counts in (ledger.uplink, ledger.downlink):  # exact 64-bit counts
+    assert counts.hi.dtype == counts.lo.dtype == jnp.uint32
+    values = exact(counts)
+    assert all(type(v) is int for v in values)
+    np.testing.assert_array_equal(values, expected)
+  np.testing.assert_array_equal(ledger.rounds, expected // per_client)
 
 
 def test_local_only_sends_nothing_and_trains():
-  market = _market(config=mk.MarketConfig(method="local"))
-  before = market.client_accuracy(TEST.x, TEST.y)
+  market = _market(config=fed.MarketConfig(method="local"))
+  before = market.client_accuracy(TEST)
   for _ in range(3):
     metrics = market.step()
-  assert metrics["total_bytes"] == 0 and market.uplink_bits.sum() == 0
-  assert market.client_accuracy(TEST.x, TEST.y).mean() > before.mean()
+  assert metrics["total_bytes"] == 0 and exact(market.ledger.uplink).sum() == 0
+  assert market.client_accuracy(TEST).mean() > before.mean()
 
 
 def test_distillation_reduces_kl_to_target():
@@ -159,7 +169,7 @@ def test_distillation_reduces_kl_to_target():
   x_ref = jnp.asarray(REF.x)
 
   def kl(p):
-    return jax.vmap(lambda a, t: mk.distillation_loss(
+    return jax.vmap(lambda a, t: kn.distillation_loss(
         SMALL.apply({"params": a}, x_ref), t))(p, q)
 
   keys = jax.random.split(jax.random.key(0), N)
@@ -168,7 +178,8 @@ def test_distillation_reduces_kl_to_target():
 
 
 def test_heterogeneous_groups_share_one_market():
-  groups = [mk.ClientGroup(SMALL, (0, 2, 4)), mk.ClientGroup(OTHER, (1, 3, 5))]
+  groups = [fed.ArchitectureGroup(SMALL, (0, 2, 4)),
+            fed.ArchitectureGroup(OTHER, (1, 3, 5))]
   market = _market(groups, per_round=2)  # some rounds sample one group only
   rounds = np.zeros(N, np.int64)
   for rnd in range(3):
@@ -182,31 +193,24 @@ def test_heterogeneous_groups_share_one_market():
         moved = any(not np.array_equal(a[pos], b[pos]) for a, b in zip(
             jax.tree.leaves(before[g]), jax.tree.leaves(market.params[g])))
         assert moved == (c in sampled)
-  np.testing.assert_array_equal(market.downlink_bits, rounds * N_REF * K * 32)
-  assert np.all(np.isfinite(market.client_accuracy(TEST.x, TEST.y)))
-
-
-def test_fedavg_fedprox_refuse_heterogeneous_models():
-  groups = [mk.ClientGroup(SMALL, (0, 1)), mk.ClientGroup(OTHER, (2, 3))]
-  for name, kw in (("fedavg", {}), ("fedprox", {"mu": 0.01})):
-    with pytest.raises(ValueError, match="one architecture"):
-      mk.baseline_algorithm(name, groups, REF.x[:1], optax.sgd(0.1), **kw)
-  algo = mk.baseline_algorithm("fedprox", groups[:1], REF.x[:1],
-                               optax.sgd(0.1), mu=0.01)
-  assert isinstance(algo, fed.FederatedAlgorithm)
+  np.testing.assert_array_equal(exact(market.ledger.downlink),
+                                rounds * N_REF * K * 32)
+  assert np.all(np.isfinite(market.client_accuracy((TEST.x, TEST.y))))
 
 
 def test_faulty_clients_are_excluded_and_counted():
   wrong = models.create_model("mlp", K + 1, features=(8,))
-  groups = [mk.ClientGroup(SMALL, (0, 1, 2, 3)), mk.ClientGroup(NaNNet(), (4,)),
-            mk.ClientGroup(wrong, (5,))]
+  groups = [fed.ArchitectureGroup(SMALL, (0, 1, 2, 3)),
+            fed.ArchitectureGroup(NaNNet(), (4,)),
+            fed.ArchitectureGroup(wrong, (5,))]
   market = _market(groups, per_round=N)
   metrics = market.step()
   assert metrics["participants"] == N and metrics["excluded"] == 2
   np.testing.assert_array_equal(market.excluded, [0, 0, 0, 0, 1, 1])
   bits = N_REF * K * 32
-  np.testing.assert_array_equal(market.downlink_bits, [bits] * 4 + [0, 0])
-  np.testing.assert_array_equal(market.uplink_bits,
+  np.testing.assert_array_equal(exact(market.ledger.downlink),
+                                [bits] * 4 + [0, 0])
+  np.testing.assert_array_equal(exact(market.ledger.uplink),
                                 [bits] * 5 + [N_REF * (K + 1) * 32])
   assert np.isfinite(metrics["distill_loss"])
   assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(market.params[0]))
@@ -234,10 +238,39 @@ def test_deterministic_by_seed():
 
 
 def test_holdout_split_and_client_accuracy():
-  train, held = mk.holdout_split(CLIENTS, 0.25, seed=0)
+  train, held = fed.holdout_split(CLIENTS, 0.25, seed=0)
   for a, b, c in zip(train.client_indices, held.client_indices,
                      CLIENTS.client_indices):
     assert not set(a) & set(b) and set(a) | set(b) == set(c)
-  market = _market(clients=train)
+  groups = [fed.ArchitectureGroup(SMALL, (0, 2, 4)),
+            fed.ArchitectureGroup(OTHER, (1, 3, 5))]
+  market = _market(groups, clients=train)
+  market.step()
   own = market.client_accuracy(parts=held)
-  assert own.shape == (N,) and np.all((own >= 0) & (own <= 1))
+  expected = np.zeros(N)
+  for g, group in enumerate(groups):  # each model on its own held-out rows
+    for pos, c in enumerate(group.clients):
+      p = jax.tree.map(lambda a, pos=pos: a[pos], market.params[g])
+      idx = held.client_indices[c]
+      logits = np.asarray(group.module.apply({"params": p}, held.x[idx]))
+      expected[c] = np.mean(logits.argmax(-1) == held.y[idx])
+  np.testing.assert_allclose(own, expected, rtol=1e-6)
+  with pytest.raises(ValueError, match="exactly one of data"):
+    market.client_accuracy()
+
+
+def test_exact_resume(tmp_path):
+  full = _market()
+  metrics = [full.step() for _ in range(3)]
+  first = _market()
+  first.step()
+  with Checkpointer(tmp_path) as ckpt:
+    ckpt.save(1, first.state)
+    ckpt.wait()
+    fresh = _market(seed=123)
+    fresh.restore(ckpt.restore(1, target=fresh.state))
+  assert fresh.round == 1
+  assert [fresh.step() for _ in range(2)] == metrics[1:]
+  a, b = (jax.device_get(m.state._replace(rng=jax.random.key_data(m.state.rng)))
+          for m in (fresh, full))
+  jax.tree.map(np.testing.assert_array_equal, a, b)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sparsejax import federated as fed
+from sparsejax.federated import partition
 
 K = 10
 LABELS = np.random.default_rng(0).permutation(np.arange(2000) % K)
@@ -73,11 +74,11 @@ def test_padded_indices():
 
 def test_bad_partitions_raise():
   with pytest.raises(ValueError, match="alpha"):
-    fed.dirichlet_partition(LABELS, 5, alpha=0.0)
+    partition.dirichlet_partition(LABELS, 5, alpha=0.0)
   with pytest.raises(ValueError, match="cover"):
-    fed.shard_partition(LABELS, 3, classes_per_client=2)
+    partition.shard_partition(LABELS, 3, classes_per_client=2)
   with pytest.raises(ValueError, match="num_clients"):
-    fed.iid_partition(LABELS, 0)
+    partition.iid_partition(LABELS, 0)
   with pytest.raises(ValueError, match="scheme"):
     fed.partition_dataset(_Dataset, "random", 4)
   with pytest.raises(ValueError, match="no examples"):
@@ -86,13 +87,14 @@ def test_bad_partitions_raise():
 
 def test_partitions_that_would_leave_a_client_without_data_raise():
   with pytest.raises(ValueError, match="min_size"):
-    fed.dirichlet_partition(LABELS, 5, alpha=0.1, min_size=0)
+    partition.dirichlet_partition(LABELS, 5, alpha=0.1, min_size=0)
   with pytest.raises(ValueError, match="cannot give"):
-    fed.dirichlet_partition(LABELS, 100, alpha=0.1, min_size=21)
+    partition.dirichlet_partition(LABELS, 100, alpha=0.1, min_size=21)
   with pytest.raises(ValueError, match="num_clients"):
-    fed.iid_partition(LABELS, LABELS.size + 1)
+    partition.iid_partition(LABELS, LABELS.size + 1)
   with pytest.raises(ValueError, match="class 1 has 2 examples"):
-    fed.shard_partition(np.array([0] * 10 + [1] * 2), 6, classes_per_client=1)
+    partition.shard_partition(np.array([0] * 10 + [1] * 2), 6,
+                              classes_per_client=1)
   with pytest.raises(ValueError, match="num_clients"):
     fed.partition_dataset(_Dataset, "groups", 14)
 

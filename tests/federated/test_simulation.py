@@ -8,6 +8,10 @@ import pytest
 import sparsejax as sj
 from sparsejax import federated as fed
 from sparsejax import parallel
+from sparsejax.compress.accounting import CommCounters
+from sparsejax.compress.accounting import find_nodes
+from sparsejax.federated import aggregation
+from sparsejax.federated import simulation
 from sparsejax.training import Checkpointer
 from tests.federated import problem
 
@@ -63,7 +67,7 @@ def test_sampling_distinct_deterministic_uniform():
 
 def test_local_batches_use_valid_examples_only():
   row = jnp.array([7, 3, 9, 5, -1, -1, -1])
-  ids = fed.local_batches(jax.random.key(0), row, 4, 3, 4)
+  ids = simulation.local_batches(jax.random.key(0), row, 4, 3, 4)
   assert ids.shape == (3, 4)
   assert set(np.asarray(ids[0]).tolist()) == {7, 3, 9, 5}  # an epoch first
   assert set(np.asarray(ids).ravel().tolist()) <= {7, 3, 9, 5}
@@ -109,6 +113,27 @@ def test_ledger_top_k_global():
       sj.exact(sim.state.ledger.uplink))
 
 
+def test_uplink_counted_once_by_the_compressors():
+  """The ledger holds what the uplink compressors counted, also for updates
+  the engine rejects: error feedback sends nothing for a NaN input (its
+  counters stay), although its zeroed dense message has a size."""
+  poisoned = (0, 2, 4, 6)
+  sim = problem.simulation("ef_identity", nan_clients=poisoned)
+  dense = problem.NUM_PARAMS * 32
+  rejected = 0
+  for m, p in problem.run(sim, 3):
+    bad = np.isin(p["clients"], poisoned)
+    assert list(p["uplink_bits"]) == list(np.where(bad, 0, dense))
+    assert m["round_uplink_bits"] == dense * (~bad).sum()
+    rejected += m["rejected_clients"]
+  assert rejected > 0
+  counters = find_nodes(sim.state.clients.uplink, CommCounters)
+  assert len(counters) == 1
+  np.testing.assert_array_equal(sj.exact(counters[0].bits),
+                                sj.exact(sim.state.ledger.uplink))
+  assert sj.exact(sim.state.ledger.uplink)[list(poisoned)].sum() == 0
+
+
 def test_exact_resume(tmp_path):
   full = problem.simulation("sapef", alpha=0.5)
   problem.run(full, 4)
@@ -132,9 +157,11 @@ def test_support_aggregation_by_hand():
   m2, _ = tx.encode(jnp.array([0., 1., -6., 0.]), state)   # sends 1, 2
   messages = jax.tree.map(lambda a, b: jnp.stack([a, b]), m1, m2)
   weights = jnp.array([1., 3.])
-  support = fed.finalize(fed.client_sums(messages, weights, "support"))
+  support = aggregation.finalize(
+      aggregation.client_sums(messages, weights, "support"))
   np.testing.assert_allclose(support, [4., 1., (2. - 18.) / 4, 0.])
-  mean = fed.finalize(fed.client_sums(messages, weights, "mean"))
+  mean = aggregation.finalize(
+      aggregation.client_sums(messages, weights, "mean"))
   np.testing.assert_allclose(mean, [1., 0.75, (2. - 18.) / 4, 0.])
 
 

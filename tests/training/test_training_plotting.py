@@ -1,12 +1,19 @@
 """Tests for sparsejax.training.plotting."""
 
+import json
+import os
+
 import matplotlib.image
 import pytest
 
+from sparsejax.training import Column
+from sparsejax.training import Plot
 from sparsejax.training import bytes_to_target_table
 from sparsejax.training import format_bytes
 from sparsejax.training import format_table
 from sparsejax.training import plot_curves
+from sparsejax.training import summarize
+from sparsejax.training import write_summary
 
 
 def _curve(rounds, bytes_per_round, accs):
@@ -84,3 +91,62 @@ def test_format_bytes():
   assert format_bytes(999) == "999 B"
   assert format_bytes(1500) == "1.5 KB"
   assert format_bytes(2_500_000_000) == "2.5 GB"
+
+
+def _rows(table):
+  return [[c.strip() for c in line.strip("|").split("|")]
+          for line in table.strip().split("\n") if line.startswith("|")]
+
+
+def test_summarize_one_seed_columns_baseline_and_target():
+  runs = {k: [v] for k, v in RUNS.items()}
+  columns = (Column("final acc", "test_accuracy"),
+             Column("best acc", "test_accuracy", "max"),
+             Column("bytes", "bytes_sent"))
+  table, data = summarize(runs, columns, target=0.85,
+                          target_keys=("round", "bytes_sent"),
+                          baseline="dense", bytes_key="bytes_sent")
+  rows = _rows(table)
+  assert rows[0] == ["method", "final acc", "best acc", "bytes",
+                     "bytes vs dense"]
+  assert rows[2] == ["dense", "0.9", "0.9", "4 MB", "1.00x"]
+  assert rows[3] == ["top-k 1%", "0.88", "0.88", "100 KB", "1/40"]
+  assert rows[4] == ["never", "0.2", "0.2", "20 B", "1/200000"]
+  assert rows[5] == ["method", "round to 0.85", "bytes sent to 0.85"]
+  assert rows[7] == ["dense", "3", "3 MB"]
+  assert rows[9] == ["never", "not reached", "not reached"]
+  assert data["methods"]["top-k 1%"]["best acc"] == [0.88]
+  assert data["to_target"]["methods"]["dense"] == {"round": [3],
+                                                   "bytes_sent": [3_000_000]}
+
+
+def test_summarize_seeds_mean_std_and_missing():
+  seeds = {"a": [_curve([1, 2], 10, [0.5, 0.7]),
+                 _curve([1, 2], 10, [0.5, 0.9])],
+           "b": [_curve([1], 10, [0.6]), _curve([1], 10, [0.6])]}
+  table, _ = summarize(seeds, (Column("final", "test_accuracy"),
+                               Column("energy", "energy_joules")),
+                       target=0.8, target_keys=("round",))
+  rows = _rows(table)
+  # mean 0.8, sample std of (0.7, 0.9) = 0.1414; equal values shown once.
+  assert rows[2] == ["a", "0.8 ± 0.1414", "-"]
+  assert rows[3] == ["b", "0.6", "-"]
+  assert rows[6] == ["a", "2 (1/2 seeds)"]
+  assert rows[7] == ["b", "not reached"]
+  with pytest.raises(ValueError, match="no record with 'loss'"):
+    summarize(seeds, (), y="loss")
+
+
+def test_write_summary_files_and_plots(tmp_path):
+  runs = {k: [v] for k, v in RUNS.items()}
+  lines = []
+  plots = (Plot("acc_vs_round.png", "round", "test_accuracy", logx=False),
+           Plot("acc_vs_energy.png", "energy_joules", "test_accuracy"))
+  table = write_summary(tmp_path, runs, (Column("final", "test_accuracy"),),
+                        plots=plots, log_fn=lines.append)
+  assert (tmp_path / "summary.md").read_text() == table + "\n"
+  assert json.loads((tmp_path / "summary.json").read_text())["methods"][
+      "dense"] == {"final": [0.9]}
+  assert os.path.getsize(tmp_path / "acc_vs_round.png") > 1000
+  assert not (tmp_path / "acc_vs_energy.png").exists()  # no run has x
+  assert table in lines[0]

@@ -9,7 +9,7 @@ import ml_collections
 
 def methods(ratio=0.01):
   return {
-      "dense": {"name": "identity", "error_feedback": False},
+      "dense": {"name": "no_compression", "error_feedback": False},
       "ef_top_k_leaf": {"name": "top_k", "ratio": ratio, "scope": "leaf"},
       "ef_top_k_global": {"name": "top_k", "ratio": ratio, "scope": "global"},
       "ef_hard_threshold": {"name": "hard_threshold",

@@ -53,4 +53,5 @@ def get_config():
   config.num_rounds = 30
   config.clients_per_round = 10
   config.eval_every = 5
+  config.checkpoint_every = 10
   return config

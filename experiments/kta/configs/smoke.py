@@ -20,4 +20,5 @@ def get_config():
   config.num_rounds = 4
   config.clients_per_round = 3
   config.eval_every = 2
+  config.checkpoint_every = 2
   return config
