@@ -11,10 +11,16 @@ A binary's ``main.py`` is::
 
 ``--workdir`` (metrics, checkpoints, plots; rerun to resume) and ``--config``
 (an ml_collections config file, default ``configs/default.py`` beside the
-binary) are the flags, as in the flax examples.
+binary) are the flags, as in the flax examples. The work directory belongs to
+one run (:func:`sparsejax.training.open_workdir`): a second run on it at the
+same time is refused, and so is a rerun with another config unless
+``--on_config_change=restart`` (the old run is moved to ``previous-<time>/``)
+or ``accept`` (resume under the new config). ``--print_config`` prints the
+resolved config and exits.
 """
 
 import os
+import sys
 
 # Forced host devices share one CPU thread pool. A device blocked in a
 # collective holds a pool thread, so a device whose op (a sort, say) waits for
@@ -53,12 +59,28 @@ def run(train_and_evaluate, main_file: str, default_workdir: str) -> None:
   config_flags.DEFINE_config_file(
       "config", os.path.join(os.path.dirname(main_file), "configs/default.py"),
       "Experiment configuration.", lock_config=True)
+  flags.DEFINE_enum(
+      "on_config_change", "refuse", ["refuse", "restart", "accept"],
+      "When --workdir holds a run with another config: refuse (print the "
+      "differences and stop), restart (move the old run to previous-<time>/ "
+      "and start fresh) or accept (resume under the new config).")
+  flags.DEFINE_bool("print_config", False,
+                    "Print the resolved config and exit.")
 
   def main(argv):
     del argv
+    if flags.FLAGS.print_config:
+      print(flags.FLAGS.config)
+      return
     logging.set_verbosity(logging.INFO)
     training.quiet_checkpoint_logs()
-    train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    try:
+      with training.open_workdir(flags.FLAGS.workdir, flags.FLAGS.config,
+                                 on_change=flags.FLAGS.on_config_change):
+        train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    except (training.ConfigMismatchError, training.WorkdirLockedError,
+            training.CorruptCheckpointError) as e:
+      sys.exit(f"error: {e}")  # what to do is in the message: no traceback
 
   app.run(main)
 

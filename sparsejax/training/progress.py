@@ -168,11 +168,16 @@ class Progress:
     return line
 
 
+_NOISY_INFO = ("orbax", "xla_bridge")  # checkpoint chatter, backend probes
+
+
 def quiet_checkpoint_logs() -> None:
-  """Drops orbax's INFO records from absl logging (they drown progress)."""
+  """Drops the INFO records of orbax (they drown progress) and of JAX's
+  backend probe ("Unable to initialize backend 'tpu'") from absl logging."""
   class _DropOrbaxInfo(logging_lib.Filter):
 
     def filter(self, record):
-      return record.levelno > logging_lib.INFO or "orbax" not in record.pathname
+      return record.levelno > logging_lib.INFO or not any(
+          name in record.pathname for name in _NOISY_INFO)
 
   logging.get_absl_handler().addFilter(_DropOrbaxInfo())
