@@ -24,7 +24,7 @@ from sparsejax.data.paths import resolve_cache_dir
 from sparsejax.data.paths import resolve_data_dir
 from sparsejax.data.synthetic import load_synthetic
 from sparsejax.data.text import build_vocab
-from sparsejax.data.text import encode
+from sparsejax.data.text import token_ids
 from sparsejax.data.text import tokenize
 from sparsejax.data.tfds_source import load_tfds
 
@@ -36,7 +36,7 @@ __all__ = [
     "batch_at",
     "batches",
     "build_vocab",
-    "encode",
+    "token_ids",
     "femnist_writers",
     "load_ag_news",
     "load_cifar10",

@@ -94,7 +94,7 @@ def make_text_datasets(train_texts, train_labels, test_texts, test_labels, *,
   vocab = text_lib.build_vocab(train_tokens, max_size=vocab_size,
                                min_count=min_count)
   make = lambda tokens, labels: dataset_lib.Dataset(
-      x=text_lib.encode(tokens, vocab, max_length),
+      x=text_lib.token_ids(tokens, vocab, max_length),
       y=np.asarray(labels, np.int32), num_classes=num_classes, name=name,
       vocab=vocab)
   return make(train_tokens, train_labels), make(test_tokens, test_labels)

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from sparsejax.federated.evaluation import as_xy
+
 
 def as_numpy_rng(rng) -> np.random.Generator:
   """A numpy Generator from an int seed, a Generator, or a JAX PRNG key."""
@@ -48,7 +50,7 @@ def batches(dataset, batch_size: int, rng, epochs: int | None = None,
   >>> [len(y) for _, y in batches(train, 32, 0, epochs=1, drop_remainder=False)]
   [32, 32, 32, 4]
   """
-  x, y = (dataset.x, dataset.y) if hasattr(dataset, "x") else dataset[:2]
+  x, y = as_xy(dataset, "dataset")
   n = x.shape[0]
   if y.shape[0] != n:
     raise ValueError(f"x has {n} examples but y has {y.shape[0]}")
@@ -79,7 +81,7 @@ def batch_at(dataset, step: int, batch_size: int, seed: int
   ``e`` uses the permutation ``default_rng([seed, e])``; the last incomplete
   batch of each epoch is dropped.
   """
-  x, y = (dataset.x, dataset.y) if hasattr(dataset, "x") else dataset[:2]
+  x, y = as_xy(dataset, "dataset")
   per_epoch = x.shape[0] // batch_size
   if per_epoch < 1:
     raise ValueError(f"batch_size {batch_size} > {x.shape[0]} examples")

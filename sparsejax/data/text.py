@@ -4,7 +4,7 @@
   line break), lower-case, and keep maximal runs of ``[a-z0-9]`` as words.
 * :func:`build_vocab`: ``["<pad>", "<unk>"]`` then words by decreasing count,
   ties broken alphabetically, so the same texts always give the same ids.
-* :func:`encode`: token ids as an int32 ``(N, max_length)`` array, truncated at
+* :func:`token_ids`: token ids as an int32 ``(N, max_length)`` array, truncated at
   ``max_length`` and right-padded with 0; unknown words map to 1.
 """
 
@@ -53,8 +53,8 @@ def build_vocab(token_lists: Iterable[Sequence[str]], max_size: int | None = 200
   return np.asarray([PAD, UNK] + words)
 
 
-def encode(token_lists: Sequence[Sequence[str]], vocab: np.ndarray,
-           max_length: int) -> np.ndarray:
+def token_ids(token_lists: Sequence[Sequence[str]], vocab: np.ndarray,
+              max_length: int) -> np.ndarray:
   """int32 ``(N, max_length)`` token ids; 0 pads, 1 is unknown."""
   if max_length < 1:
     raise ValueError(f"max_length must be >= 1, got {max_length}")

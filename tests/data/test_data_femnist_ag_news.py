@@ -97,5 +97,5 @@ def test_tokenizer_and_encode():
                   "inc", "s", "b"]
   vocab = text.build_vocab([["b", "a", "a"], ["c", "b", "a"]], max_size=4)
   assert vocab.tolist() == ["<pad>", "<unk>", "a", "b"]
-  ids = text.encode([["a", "z", "b"], ["b"] * 5], vocab, max_length=4)
+  ids = text.token_ids([["a", "z", "b"], ["b"] * 5], vocab, max_length=4)
   np.testing.assert_array_equal(ids, [[2, 1, 3, 0], [3, 3, 3, 3]])
