@@ -110,6 +110,40 @@ class FederatedAlgorithm(NamedTuple):
   server_update: Callable
 
 
+def _check_arguments(model, local_opt, **compressors) -> None:
+  """Refuses, at construction, what would fail deep in the engine.
+
+  ``model`` must be a :class:`FederatedModel` (a Flax module is named as
+  such), ``local_opt`` an optax optimizer or a ``round -> optimizer``
+  function but not a compressor, and each of ``compressors`` (by argument
+  name) a sparsejax :class:`~sparsejax.Compressor` or None.
+  """
+  if not isinstance(model, FederatedModel):
+    hint = ("; it looks like a Flax module: wrap it with "
+            "sj.federated.classifier(module, example_x)"
+            if hasattr(model, "apply") and hasattr(model, "init") else "")
+    raise TypeError("model must be a sparsejax.federated.FederatedModel, got "
+                    f"{type(model).__name__}{hint}")
+  if isinstance(local_opt, Compressor):
+    raise TypeError(
+        "local_opt is a sparsejax compressor; pass the client optimizer as "
+        "local_opt (e.g. optax.sgd(0.01, momentum=0.9)) and the compressor as "
+        "compressor= (arguments swapped?)")
+  if not (isinstance(local_opt, optax.GradientTransformation)
+          or callable(local_opt)):
+    raise TypeError("local_opt must be an optax GradientTransformation or a "
+                    f"round -> optimizer function, got {type(local_opt).__name__}")
+  for name, c in compressors.items():
+    if c is not None and not isinstance(c, Compressor):
+      kind = ("an optax optimizer"
+              if isinstance(c, optax.GradientTransformation)
+              else type(c).__name__)
+      raise TypeError(
+          f"{name} must be a sparsejax Compressor (e.g. sj.top_k(0.01, "
+          f"scope='global')), got {kind}; the client optimizer goes in "
+          "local_opt")
+
+
 def local_update_algorithm(
     model: FederatedModel, local_opt: LocalOpt, uplink: Compressor, *,
     alpha: float = 0.0, mu: float = 0.0, has_residual: bool = False,
@@ -139,6 +173,8 @@ def local_update_algorithm(
     reset_compressor: ``C_r`` of the reset (default
       ``sj.top_k(0.1, scope="global")``).
   """
+  _check_arguments(model, local_opt, uplink=uplink,
+                  reset_compressor=reset_compressor)
   check_aggregation(aggregation)
   if local_steps < 1 or batch_size < 1:
     raise ValueError(f"local_steps and batch_size must be >= 1, got "
@@ -310,6 +346,7 @@ def sapef(model: FederatedModel, local_opt: LocalOpt, compressor: Compressor,
     Redie, Arablouei, Werner, "SA-PEF: Step-Ahead Partial Error Feedback for
     Efficient Federated Learning"; code: https://github.com/Dawitkiros/SA-PEF
   """
+  _check_arguments(model, local_opt, compressor=compressor)
   if alpha == "auto":
     if local_lr is None:
       raise ValueError('alpha="auto" needs local_lr')

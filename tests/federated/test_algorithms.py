@@ -180,6 +180,25 @@ def test_bad_algorithm_arguments_raise():
                   reset_every=-1)
 
 
+def test_wrong_kinds_of_arguments_are_refused_at_construction():
+  from sparsejax.models.mlp import MLP  # pylint: disable=g-import-not-at-top
+  sgd, top = optax.sgd(0.1), sj.top_k(k=1)
+  with pytest.raises(TypeError, match=r"arguments swapped"):
+    fed.sapef(problem.MODEL, local_opt=top, compressor=sgd)
+  with pytest.raises(TypeError, match=r"compressor must be a sparsejax "
+                     r"Compressor.*optax optimizer.*local_opt"):
+    fed.sapef(problem.MODEL, sgd, optax.adam(1e-3))
+  with pytest.raises(TypeError, match=r"optax optimizer"):
+    fed.fedavg(problem.MODEL, sgd, compressor=optax.adam(1e-3))
+  with pytest.raises(TypeError, match=r"reset_compressor"):
+    fed.ef_fedavg(problem.MODEL, sgd, top, reset_every=2,
+                  reset_compressor=optax.sgd(1.0))
+  with pytest.raises(TypeError, match=r"Flax module.*classifier"):
+    fed.sapef(MLP(features=(4,), num_classes=2), sgd, top)
+  with pytest.raises(TypeError, match=r"local_opt must be"):
+    fed.fedavg(problem.MODEL, 0.1)
+
+
 def test_classifier_rejects_batch_norm():
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
 
