@@ -8,6 +8,7 @@ from sparsejax.compress import BitCount
 from sparsejax.compress import COMPRESSORS
 from sparsejax.compress import Compressor
 from sparsejax.compress import blockwise_top_k
+from sparsejax.compress import calibrate_threshold
 from sparsejax.compress import cast
 from sparsejax.compress import comm_stats
 from sparsejax.compress import cost_weighted
@@ -57,6 +58,7 @@ __all__ = [
     "COMPRESSORS",
     "Compressor",
     "blockwise_top_k",
+    "calibrate_threshold",
     "cast",
     "comm_stats",
     "cost_weighted",

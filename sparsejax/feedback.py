@@ -13,11 +13,25 @@ elsewhere, e.g. as a step-ahead of the model).
 
 Invariant (tested): with ``carry=1``, ``sum_t m_t + e_T == sum_t a_t``.
 
-Non-finite policy: if any float entry of ``g_t`` is NaN or +-inf, nothing is
-sent (the output is zeros), the residual, PRNG key and counters are left as
-they were, and ``nonfinite_steps`` is incremented. A poisoned gradient thus
-never enters the residual. ``step`` (the schedule's clock) counts every step
-seen, skipped ones included, like the optimizer that follows.
+Precision: the residual is kept in ``residual_dtype``, by default the params'
+float dtype promoted to at least float32 (a float16 residual overflows within
+tens of steps of large gradients). The compressor sees ``a_t`` rounded to the
+gradient's dtype, so the message (its wire dtype and bits) is the one the
+compressor sends without EF, and the rounding error stays in the residual.
+
+Non-finite policy: a step is skipped if any float entry of ``g_t``, of the
+decoded message ``m_t`` or of the new residual ``e_{t+1}`` (hence of
+``a_t``) is NaN or +-inf: nothing is sent (the output is zeros), the
+residual, PRNG key and counters are left as they were, and
+``nonfinite_steps`` is incremented; ``internal_nonfinite_steps`` counts the
+skipped steps whose gradient was finite (a value overflowed inside EF, e.g.
+``a_t`` beyond the gradient dtype's range). A non-finite value thus never
+reaches the residual or the update. ``step`` (the schedule's clock) counts
+every step seen, skipped ones included, like the optimizer that follows.
+The int32 step counters saturate at ``2**31 - 1``.
+
+Inputs: the updates must have the tree, the shapes and the float/non-float
+kinds of the params given to ``init`` (checked when ``update`` is traced).
 """
 
 from __future__ import annotations
@@ -27,11 +41,16 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from sparsejax.compress.accounting import find_nodes
 from sparsejax.compress.base import Compressor
+from sparsejax.compress.base import check_compressor
+from sparsejax.compress.base import check_float_dtype
+from sparsejax.compress.base import check_number
 from sparsejax.compress.base import decoding_update
 from sparsejax.compress.base import is_float
+from sparsejax.compress.base import sharded_like
 from sparsejax.compress.messages import decode
 from sparsejax.compress.messages import mean_over_axis
 
@@ -42,15 +61,17 @@ class ErrorFeedbackState(NamedTuple):
   inner_state: Any            # the compressor's state (counters, key)
   total_error: jax.Array      # sum_t ||a_t - C(a_t)||^2 (float32)
   residual_sq_norm: jax.Array  # ||e_t||^2 (float32)
-  nonfinite_steps: jax.Array  # int32: steps skipped for NaN/inf input
+  nonfinite_steps: jax.Array  # int32: steps skipped for a NaN/inf
   step: jax.Array             # int32: steps seen (for the lr schedule)
+  internal_nonfinite_steps: jax.Array  # int32: skipped, finite gradient
 
   comm_stats_combine = {"residual_norm": "norm"}
 
   def comm_stats(self) -> dict[str, jax.Array]:
     return {"total_error": self.total_error,
             "residual_norm": jnp.sqrt(self.residual_sq_norm),
-            "nonfinite_steps": self.nonfinite_steps}
+            "nonfinite_steps": self.nonfinite_steps,
+            "internal_nonfinite_steps": self.internal_nonfinite_steps}
 
 
 def sq_norm(tree) -> jax.Array:
@@ -73,12 +94,15 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
   """Wraps a compressor with error feedback (residual kept in state).
 
   Args:
-    compressor: any sparsejax :class:`Compressor`.
-    carry: fraction ``c`` of the residual added back (1.0 = plain EF).
-    learning_rate: optional float or optax schedule ``eta_t`` multiplying the
-      input before compression (learning-rate-scaled memory).
-    residual_dtype: dtype of the residual (default: the params' dtype; e.g.
-      ``jnp.float32`` keeps an fp32 residual for bf16 params).
+    compressor: any sparsejax :class:`Compressor` (not an optax optimizer:
+      that goes after error feedback in the chain).
+    carry: fraction ``c`` in ``[0, 1]`` of the residual added back (1.0 =
+      plain EF).
+    learning_rate: optional float ``> 0`` or optax schedule ``eta_t``
+      multiplying the input before compression (learning-rate-scaled
+      memory).
+    residual_dtype: float dtype of the residual (default: the params' float
+      dtype promoted to at least float32, e.g. float32 for bf16 params).
     axis_name: inside ``shard_map``, a mesh axis to average the messages
       over (each device keeps its own residual); ``update`` then returns the
       mean over devices, as :func:`sparsejax.parallel.compressed_mean` does.
@@ -87,6 +111,11 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
     A :class:`Compressor`: ``update`` gives the dense message ``C(a_t)`` and
     ``encode`` the wire message, so it can itself be sent by a
     communication layer.
+
+  Raises:
+    TypeError, ValueError: at construction, for an argument of the wrong
+      type or out of range; when ``update`` is traced, for updates whose
+      tree, shapes or float kinds differ from the params'.
 
   Example:
     >>> import jax.numpy as jnp, optax, sparsejax as sj
@@ -104,22 +133,30 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
     other Gradient Compression Schemes", ICML 2019,
     https://arxiv.org/abs/1901.09847
   """
+  check_compressor(compressor)
+  check_number(carry, "carry", 0, 1)
+  if learning_rate is not None and not callable(learning_rate):
+    check_number(learning_rate, "learning_rate", 0, low_open=True)
+  check_float_dtype(residual_dtype, "residual_dtype")
   schedule = (learning_rate if callable(learning_rate) or learning_rate is None
               else (lambda _: learning_rate))
 
   def init(params):
     def zeros(p):
-      dtype = p.dtype if residual_dtype is None or not is_float(p) \
-          else residual_dtype
-      return jnp.zeros(p.shape if is_float(p) else (), dtype)
+      if not is_float(p):
+        return jnp.zeros((), p.dtype)
+      dtype = (jnp.promote_types(p.dtype, jnp.float32)
+               if residual_dtype is None else residual_dtype)
+      return jnp.zeros_like(p, dtype=dtype)  # keeps an explicit sharding
 
     f32 = jnp.zeros((), jnp.float32)
     i32 = jnp.zeros((), jnp.int32)
     return ErrorFeedbackState(jax.tree.map(zeros, params),
-                              compressor.init(params), f32, f32, i32, i32)
+                              compressor.init(params), f32, f32, i32, i32,
+                              i32)
 
   def encode(updates, state):
-    finite = all_finite(updates)
+    _check_like_params(updates, state.residual)
     eta = None if schedule is None else schedule(state.step)
 
     def accumulate(g, e):
@@ -129,17 +166,30 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
       return g.astype(e.dtype) + carry * e
 
     a = jax.tree.map(accumulate, updates, state.residual)
-    message, inner_state = compressor.encode(a, state.inner_state)
+    # Compressed in the gradients' dtypes: the wire is the compressor's own.
+    message, inner_state = compressor.encode(
+        jax.tree.map(lambda ai, g: ai.astype(g.dtype), a, updates),
+        state.inner_state)
     sent = decode(message)
     residual = jax.tree.map(
-        lambda ai, si, e: (ai - si).astype(e.dtype) if is_float(ai) else e,
+        lambda ai, si, e: (ai - sharded_like(si.astype(ai.dtype), ai)).astype(
+            e.dtype) if is_float(ai) else e,
         a, sent, state.residual)
     err = sq_norm(residual)
+    finite_input = all_finite(updates)
+    # A non-finite a_t always reaches e_{t+1} = a_t - m_t.
+    finite = finite_input & all_finite(sent) & all_finite(residual)
     new_state = ErrorFeedbackState(
         residual, inner_state, state.total_error + err, err,
-        state.nonfinite_steps, state.step + 1)
-    skipped = state._replace(nonfinite_steps=state.nonfinite_steps + 1,
-                             step=state.step + 1)
+        state.nonfinite_steps, optax.safe_increment(state.step),
+        state.internal_nonfinite_steps)
+    skipped = state._replace(
+        nonfinite_steps=optax.safe_increment(state.nonfinite_steps),
+        step=optax.safe_increment(state.step),
+        internal_nonfinite_steps=jnp.where(
+            finite_input,
+            optax.safe_increment(state.internal_nonfinite_steps),
+            state.internal_nonfinite_steps))
     new_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o),
                              new_state, skipped)
     message = jax.tree.map(lambda m: jnp.where(finite, m, jnp.zeros_like(m)),
@@ -150,6 +200,32 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
     return Compressor(init, encode)
   mean = functools.partial(mean_over_axis, axis_name=axis_name)
   return Compressor(init, encode, decoding_update(encode, mean))
+
+
+def _check_like_params(updates, residual) -> None:
+  """Refuses updates that do not match the params (trace time, no cost).
+
+  Without it a ``(2, 3)`` gradient for a ``(3,)`` parameter, or a scalar for
+  a vector, would be broadcast into the residual.
+  """
+  if jax.tree.structure(updates) != jax.tree.structure(residual):
+    raise ValueError(
+        "error_feedback: the updates' tree differs from the params' given "
+        f"to init:\n  updates: {jax.tree.structure(updates)}\n  params:  "
+        f"{jax.tree.structure(residual)}")
+  for (path, g), e in zip(jax.tree_util.tree_leaves_with_path(updates),
+                          jax.tree.leaves(residual)):
+    where = jax.tree_util.keystr(path)
+    if is_float(g) != is_float(e):
+      raise ValueError(
+          f"error_feedback: update{where} has dtype {g.dtype} but its "
+          f"parameter is {'a float' if is_float(e) else 'not a float'}; pass "
+          "gradients of the params given to init")
+    if is_float(g) and g.shape != e.shape:
+      raise ValueError(
+          f"error_feedback: update{where} has shape {tuple(g.shape)}, its "
+          f"parameter {tuple(e.shape)}; pass gradients shaped like the "
+          "params given to init (no broadcasting)")
 
 
 def error_feedback_state(state: Any) -> ErrorFeedbackState:

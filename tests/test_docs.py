@@ -19,7 +19,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 API_DIR = ROOT / "docs" / "api"
-PACKAGES = ("sparsejax", "sparsejax.compress", "sparsejax.parallel", "sparsejax.federated",
+PACKAGES = ("sparsejax", "sparsejax.parallel", "sparsejax.federated",
             "sparsejax.kernels", "sparsejax.data", "sparsejax.models",
             "sparsejax.training")
 

@@ -16,6 +16,7 @@ MODULES = [
     "sparsejax.compress.cost_weighted",
     "sparsejax.compress.costs",
     "sparsejax.compress.registry",
+    "sparsejax.compress.calibration",
 ]
 # Modules that must contain examples (an empty run would pass vacuously).
 WITH_EXAMPLES = {"sparsejax.compress.sparsifiers",

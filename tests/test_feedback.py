@@ -59,6 +59,7 @@ def test_nonfinite_step_is_skipped(name, bad):
   assert float(state.residual_sq_norm) == float(before.residual_sq_norm)
   assert int(state.nonfinite_steps) == 1
   assert int(sj.comm_stats(state)["nonfinite_steps"]) == 1
+  assert int(sj.comm_stats(state)["internal_nonfinite_steps"]) == 0
   assert int(sj.comm_stats(state)["steps"]) == 1
   # The next finite step behaves as if the bad one never happened.
   out_after, after = tx.update(_grads(2), state)
@@ -94,6 +95,123 @@ def test_encode_message_is_zero_on_nonfinite_input():
   message, state = tx.encode(_poison(_grads(1), np.inf), state)
   dense = sj.decode(message)
   chex.assert_trees_all_equal(dense, jax.tree.map(jnp.zeros_like, _grads(0)))
+
+
+# ------------------------------------------- non-finite values inside EF
+
+
+def _run(tx, g, steps, params=None):
+  """``steps`` jitted updates with the same ``g``: outputs and final state."""
+  update = jax.jit(tx.update)
+  state = tx.init(g if params is None else params)
+  outs = []
+  for _ in range(steps):
+    out, state = update(g, state)
+    outs.append(out)
+  return outs, state
+
+
+@pytest.mark.parametrize("residual_dtype", [None, jnp.float16],
+                         ids=["default", "float16"])
+def test_fp16_overflow_inside_ef_is_skipped_and_counted(residual_dtype):
+  """fp16 gradients of 1000, top-1 of 80 entries: the 66th entry waits 66
+  steps, and 66000 is beyond float16. With a float32 residual (the default)
+  the residual holds it but the float16 message cannot carry it; with a
+  float16 residual ``a`` itself overflows. Either way the step is skipped
+  and counted, and no inf reaches the residual or the update."""
+  g = jnp.full(80, 1000.0, jnp.float16)
+  tx = sj.error_feedback(sj.top_k(k=1), residual_dtype=residual_dtype)
+  outs, state = _run(tx, g, 100)
+  assert all(bool(jnp.all(jnp.isfinite(o))) for o in outs)
+  e = sj.residual(state)
+  assert e.dtype == (jnp.float32 if residual_dtype is None else jnp.float16)
+  assert bool(jnp.all(jnp.isfinite(e)))
+  stats = sj.comm_stats(state)
+  skipped = int(stats["nonfinite_steps"])
+  assert skipped > 0
+  assert int(stats["internal_nonfinite_steps"]) == skipped  # g was finite
+  assert int(stats["steps"]) == 100 - skipped
+  # Skipped steps sent nothing.
+  assert sum(bool(jnp.any(o != 0)) for o in outs) == 100 - skipped
+  if residual_dtype is None:  # and the others lost nothing (EF invariant)
+    total = sum(np.asarray(o, np.float64) for o in outs)
+    np.testing.assert_array_equal(
+        total + np.asarray(e, np.float64),
+        (100 - skipped) * np.asarray(g, np.float64))
+
+
+def test_low_precision_params_get_a_float32_residual_that_keeps_the_mass():
+  """bf16 params: a bf16 residual rounds 256 + 1 back to 256, so an entry
+  that top-1 never sends loses its mass; the float32 default keeps it (and
+  the message stays bf16)."""
+  g = jnp.asarray([1.0, 300.0], jnp.bfloat16)
+  tx = sj.error_feedback(sj.top_k(k=1))
+  outs, state = _run(tx, g, 400)
+  e = sj.residual(state)
+  assert e.dtype == jnp.float32 and outs[0].dtype == jnp.bfloat16
+  total = sum(np.asarray(o, np.float64) for o in outs)
+  np.testing.assert_array_equal(total + np.asarray(e, np.float64),
+                                400 * np.asarray(g, np.float64))
+  assert total[0] > 0  # the small entry was sent at last
+  assert int(sj.comm_stats(state)["nonfinite_steps"]) == 0
+
+
+def test_message_overflow_of_finite_input_is_skipped():
+  """||x|| of four 3e38 entries is 6e38, beyond float32: the QSGD message is
+  not finite, so nothing is sent and the residual is left as it was."""
+  tx = sj.error_feedback(sj.qsgd(2))
+  small = jnp.asarray([1.0, -2.0, 3.0, 4.0])
+  _, before = tx.update(small, tx.init(small))
+  huge = jnp.full(4, 3e38, jnp.float32)
+  out, state = jax.jit(tx.update)(huge, before)
+  np.testing.assert_array_equal(out, jnp.zeros(4))
+  chex.assert_trees_all_equal(state.residual, before.residual)
+  chex.assert_trees_all_equal(state.inner_state, before.inner_state)
+  assert int(state.nonfinite_steps) == 1
+  assert int(state.internal_nonfinite_steps) == 1
+  message, _ = tx.encode(huge, before)
+  assert bool(jnp.all(sj.decode(message) == 0))
+
+
+def test_large_finite_input_through_qsgd_under_ef_is_exact():
+  """Its squared norm overflows float32, the norm does not (prescaled)."""
+  x = jnp.asarray([1e30, -1e30, 1e30, -1e30], jnp.float32)
+  tx = sj.error_feedback(sj.qsgd(2))
+  out, state = tx.update(x, tx.init(x))
+  np.testing.assert_array_equal(out, x)  # 1/2 of the norm: on the grid
+  np.testing.assert_array_equal(sj.residual(state), jnp.zeros(4))
+  assert int(state.nonfinite_steps) == 0
+
+
+# ------------------------------------------------ updates unlike the params
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"w": jnp.zeros((2, 3))},
+     r"update\['w'\] has shape \(2, 3\), its parameter \(3,\)"),
+    ({"w": jnp.zeros(())},
+     r"update\['w'\] has shape \(\), its parameter \(3,\)"),
+    ({"w": jnp.zeros(3), "b": jnp.zeros(2)}, "tree differs"),
+    ({"w": jnp.zeros(3, jnp.int32)}, r"update\['w'\] has dtype int32"),
+], ids=["matrix-for-vector", "scalar-for-vector", "extra-leaf", "int"])
+def test_updates_unlike_the_params_are_refused(bad, match):
+  tx = sj.error_feedback(sj.top_k(k=1))
+  state = tx.init({"w": jnp.zeros(3)})
+  with pytest.raises(ValueError, match=match):
+    tx.update(bad, state)
+  with pytest.raises(ValueError, match=match):
+    jax.jit(tx.update)(bad, state)
+
+
+def test_float_updates_of_another_width_are_accepted():
+  """float32 gradients of bf16 params (mixed precision) are not refused:
+  the residual holds them, the output has the gradients' dtype."""
+  tx = sj.error_feedback(sj.top_k(k=1))
+  state = tx.init(jnp.zeros(3, jnp.bfloat16))
+  out, state = tx.update(jnp.asarray([1.0, -3.0, 2.0]), state)
+  assert out.dtype == jnp.float32
+  np.testing.assert_array_equal(out, [0.0, -3.0, 0.0])
+  np.testing.assert_array_equal(sj.residual(state), [1.0, 0.0, 2.0])
 
 
 # ------------------------------------------------------------ partial EF

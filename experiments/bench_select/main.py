@@ -6,8 +6,11 @@ cost-weighted selection against ``jax.lax.top_k(abs(x), k)``,
 ``jax.lax.approx_max_k``, numpy ``argpartition`` (with and without sorting the
 k winners), ``torch.topk`` when torch is importable, and one read of the
 vector (``sum(abs(x))``). Prints a table with speed-ups relative to
-``lax.top_k`` and to ``argpartition`` (``> 1`` means faster than it) and the
-compiled temporary memory of each jitted function, and writes JSON.
+``lax.top_k`` and to ``argpartition`` (``> 1`` means faster than it), the time
+in reads of the vector, and the compiled temporary memory of each jitted
+function, and writes JSON. ``--baselines`` picks the alternatives (numpy
+takes seconds per call at N = 268M); ``torch.topk`` runs on the GPU when
+jax's backend is a GPU and torch sees one.
 
   python -m experiments.bench_select.main --sizes=16777216 --ratios=0.001,0.01
 """
@@ -35,6 +38,10 @@ _BLOCK = flags.DEFINE_integer("block_size", 1024, "Blockwise top-k block.")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Write results here (JSON).")
 _CHECK = flags.DEFINE_bool("check", True,
                            "Check top_k_select against its reference.")
+BASELINES = ("lax_top_k", "approx_max_k", "argpartition", "torch")
+_BASELINES = flags.DEFINE_multi_enum(
+    "baselines", list(BASELINES), BASELINES,
+    "Alternatives to time (torch is skipped if it is not importable).")
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -55,15 +62,26 @@ def _temp_mb(jitted, *args) -> float | None:
     return None
 
 
-def _torch_topk():
+def _torch_topk(x_np, k):
+  """A blocking ``torch.topk(|x|, k)`` call on jax's kind of device, or None."""
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
-  return torch
+  xt = torch.from_numpy(x_np)
+  if jax.default_backend() == "gpu" and torch.cuda.is_available():
+    xt = xt.cuda()
+
+    def call():
+      out = torch.topk(xt.abs(), k)
+      torch.cuda.synchronize()
+      return out
+    return call
+  return lambda: torch.topk(xt.abs(), k)
 
 
-def bench_one(n: int, ratio: float, dtype, repeats: int, block: int):
+def bench_one(n: int, ratio: float, dtype, repeats: int, block: int,
+              baselines=BASELINES):
   """Rows of (method, ms, temp MB, note) for one (N, k/N)."""
   k = kernels.k_from_ratio(n, ratio)
   x = jax.random.normal(jax.random.key(0), (n,), jnp.float32).astype(dtype)
@@ -79,10 +97,12 @@ def bench_one(n: int, ratio: float, dtype, repeats: int, block: int):
                  "note": note})
 
   add("one read: sum(abs(x))", jax.jit(lambda v: jnp.sum(jnp.abs(v))), (x,))
-  add("jax.lax.top_k(abs(x), k)",
-      jax.jit(lambda v: jax.lax.top_k(jnp.abs(v), k)), (x,))
-  add("jax.lax.approx_max_k",
-      jax.jit(lambda v: jax.lax.approx_max_k(jnp.abs(v), k)), (x,))
+  if "lax_top_k" in baselines:
+    add("jax.lax.top_k(abs(x), k)",
+        jax.jit(lambda v: jax.lax.top_k(jnp.abs(v), k)), (x,))
+  if "approx_max_k" in baselines:
+    add("jax.lax.approx_max_k",
+        jax.jit(lambda v: jax.lax.approx_max_k(jnp.abs(v), k)), (x,))
 
   def argpartition():
     idx = np.argpartition(-np.abs(x_np), k - 1)[:k]
@@ -93,17 +113,16 @@ def bench_one(n: int, ratio: float, dtype, repeats: int, block: int):
     idx = idx[np.argsort(-np.abs(x_np[idx]), kind="stable")]
     return x_np[idx], idx
 
-  rows.append({"method": "numpy argpartition (unsorted)",
-               "ms": _median_ms(argpartition, repeats), "temp_mb": None,
-               "note": ""})
-  rows.append({"method": "numpy argpartition + sort of k",
-               "ms": _median_ms(argpartition_sorted, repeats),
-               "temp_mb": None, "note": ""})
-  torch = _torch_topk()
-  if torch is not None:
-    xt = torch.from_numpy(x_np)
-    rows.append({"method": "torch.topk",
-                 "ms": _median_ms(lambda: torch.topk(xt.abs(), k), repeats),
+  if "argpartition" in baselines:
+    rows.append({"method": "numpy argpartition (unsorted)",
+                 "ms": _median_ms(argpartition, repeats), "temp_mb": None,
+                 "note": ""})
+    rows.append({"method": "numpy argpartition + sort of k",
+                 "ms": _median_ms(argpartition_sorted, repeats),
+                 "temp_mb": None, "note": ""})
+  torch_topk = _torch_topk(x_np, k) if "torch" in baselines else None
+  if torch_topk is not None:
+    rows.append({"method": "torch.topk", "ms": _median_ms(torch_topk, repeats),
                  "temp_mb": None, "note": ""})
   top = jax.jit(lambda v: kernels.top_k_select(v, k))
   add("sparsejax top_k_select (exact)", top, (x,))
@@ -124,26 +143,41 @@ def bench_one(n: int, ratio: float, dtype, repeats: int, block: int):
   count = int(cw(x, cost, budget)[2])
   add("sparsejax cost_weighted_select (max_count=k)", cw,
       (x, cost, budget), f"costs 1..4, budget=k/2, count={count}")
+  # Budget 4k: all k fit, so the true count comes from the overflow branch.
+  budget = jnp.float32(4 * k)
+  count = int(cw(x, cost, budget)[2])
+  add("sparsejax cost_weighted_select, overflow branch", cw,
+      (x, cost, budget), f"costs 1..4, budget=4k, count={count}")
   # The jitted lambdas above call the public (jitted) functions; temp_mb is
   # XLA's temporary buffer size of the compiled lambda.
-  base_lax = next(r["ms"] for r in rows if r["method"].startswith("jax.lax.top"))
-  base_np = next(r["ms"] for r in rows
-                 if r["method"] == "numpy argpartition (unsorted)")
+  def ms_of(method):
+    return next((r["ms"] for r in rows if r["method"] == method), None)
+
+  base_lax = ms_of("jax.lax.top_k(abs(x), k)")
+  base_np = ms_of("numpy argpartition (unsorted)")
+  read = ms_of("one read: sum(abs(x))")
   for r in rows:
-    r["vs_lax_top_k"] = base_lax / r["ms"]
-    r["vs_argpartition"] = base_np / r["ms"]
+    r["vs_lax_top_k"] = base_lax / r["ms"] if base_lax else None
+    r["vs_argpartition"] = base_np / r["ms"] if base_np else None
+    r["reads"] = r["ms"] / read
   return k, rows
 
 
 def _table(n, ratio, k, rows) -> str:
   lines = [f"\nN = {n}, k/N = {ratio} (k = {k}), input {x_dtype_name()}",
            "| method | ms | speed-up vs lax.top_k | speed-up vs argpartition "
-           "| XLA temp MB | note |",
-           "|---|---|---|---|---|---|"]
+           "| reads of x | XLA temp MB | note |",
+           "|---|---|---|---|---|---|---|"]
+
+  def fmt(v, spec, suffix=""):
+    return "" if v is None else format(v, spec) + suffix
+
   for r in rows:
-    mb = "" if r["temp_mb"] is None else f"{r['temp_mb']:.1f}"
-    lines.append(f"| {r['method']} | {r['ms']:.2f} | {r['vs_lax_top_k']:.2f}x"
-                 f" | {r['vs_argpartition']:.2f}x | {mb} | {r['note']} |")
+    lines.append(
+        f"| {r['method']} | {r['ms']:.2f}"
+        f" | {fmt(r['vs_lax_top_k'], '.2f', 'x')}"
+        f" | {fmt(r['vs_argpartition'], '.2f', 'x')} | {r['reads']:.1f}"
+        f" | {fmt(r['temp_mb'], '.1f')} | {r['note']} |")
   return "\n".join(lines)
 
 
@@ -160,12 +194,13 @@ def main(argv):
              "repeats": _REPEATS.value, "runs": []}
   for n in (int(s) for s in _SIZES.value):
     for ratio in (float(s) for s in _RATIOS.value):
-      k, rows = bench_one(n, ratio, dtype, _REPEATS.value, _BLOCK.value)
+      k, rows = bench_one(n, ratio, dtype, _REPEATS.value, _BLOCK.value,
+                          _BASELINES.value)
       print(_table(n, ratio, k, rows), flush=True)
       results["runs"].append({"n": n, "ratio": ratio, "k": k, "rows": rows})
-  if _JSON_OUT.value:
-    with open(_JSON_OUT.value, "w") as f:
-      json.dump(results, f, indent=1)
+      if _JSON_OUT.value:  # after every run: a killed run keeps its figures
+        with open(_JSON_OUT.value, "w") as f:
+          json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

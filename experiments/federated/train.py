@@ -26,6 +26,7 @@ from experiments import launch
 import sparsejax as sj
 from sparsejax import federated
 from sparsejax import training
+from sparsejax.training import optim
 
 #: The summary's figures, columns and to-target keys
 #: (:func:`sparsejax.training.write_summary`); the energy plot only has the
@@ -50,11 +51,14 @@ TARGET_KEYS = ("round", "uplink_bytes", "total_bytes")
 
 
 def local_optimizer(local: ml_collections.ConfigDict, num_rounds: int):
-  """``round -> optax`` SGD whose lr follows warm-up + cosine over rounds."""
-  schedule = optax.warmup_cosine_decay_schedule(
-      init_value=local.lr_min, peak_value=local.lr,
-      warmup_steps=local.warmup_rounds, decay_steps=num_rounds,
-      end_value=local.lr_min)
+  """``round -> optax`` SGD, fresh each round, weight decay added first.
+
+  The lr over rounds is the SA-PEF code's: ``lr * r / W`` in rounds ``r =
+  1..W`` (``W = local.warmup_rounds``), then cosine to ``local.lr_min`` at
+  the last round (:func:`sparsejax.training.optim.warmup_cosine_schedule`).
+  """
+  schedule = optim.warmup_cosine_schedule(local.lr, local.lr_min,
+                                          local.warmup_rounds, num_rounds)
   return lambda rnd: optax.chain(
       optax.add_decayed_weights(local.weight_decay),
       optax.sgd(schedule(rnd), momentum=local.momentum or None))
@@ -95,7 +99,8 @@ def run_method(name, algo, config, workdir, clients, test_ds):
       test_data=test_ds, eval_every=config.eval_every,
       probe_size=config.probe_size, mesh=mesh,
       client_batch_size=config.client_batch_size,
-      dropout_rate=config.dropout_rate)
+      dropout_rate=config.dropout_rate,
+      mismatch_alpha=config.get("mismatch_alpha"))
   rounds = sim.run(config.num_rounds)  # continues from a restored round
 
   def step(state, i):

@@ -15,6 +15,9 @@ from sparsejax.compress.base import make_compressor
 from sparsejax.compress.bitcount import BitCount
 from sparsejax.compress.bitcount import exact
 from sparsejax.compress.budget import BudgetState
+from sparsejax.compress.calibration import Calibration
+from sparsejax.compress.calibration import Pilot
+from sparsejax.compress.calibration import calibrate_threshold
 from sparsejax.compress.cost_weighted import EnergyLedger
 from sparsejax.compress.cost_weighted import cost_weighted
 from sparsejax.compress.cost_weighted import energy_metered
@@ -54,6 +57,7 @@ __all__ = [
     "BudgetState",
     "COMBINE",
     "COMPRESSORS",
+    "Calibration",
     "CommCounters",
     "Compressor",
     "CompressorState",
@@ -63,12 +67,14 @@ __all__ = [
     "GatedMessage",
     "MaskedMessage",
     "Message",
+    "Pilot",
     "QuantizedMessage",
     "ReportsCommStats",
     "SeededMessage",
     "SignMessage",
     "SparseMessage",
     "blockwise_top_k",
+    "calibrate_threshold",
     "cast",
     "comm_stats",
     "cost_weighted",

@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from sparsejax.compress.bitcount import BitCount
 from sparsejax.compress.messages import message_overflow
@@ -62,7 +63,12 @@ def reports_comm_stats(node) -> bool:
 
 
 class CommCounters(NamedTuple):
-  """Cumulative and last-step message sizes of one compressor."""
+  """Cumulative and last-step message sizes of one compressor.
+
+  Sizes and overflow are exact 64-bit :class:`BitCount` s; ``steps`` is an
+  int32, exact up to ``2**31 - 1`` messages, where it saturates (at 1000
+  steps a second, 24 days).
+  """
   steps: jax.Array            # int32: messages sent
   overflow: BitCount          # selected entries that did not fit a buffer
   elements: BitCount          # cumulative values sent
@@ -87,7 +93,8 @@ class CommCounters(NamedTuple):
     elements, bits = message_size(message)
     if overflow is None:
       overflow = message_overflow(message)
-    return CommCounters(self.steps + 1, self.overflow + overflow,
+    return CommCounters(optax.safe_increment(self.steps),
+                        self.overflow + overflow,
                         self.elements + elements, self.bits + bits,
                         elements, bits)
 
@@ -121,11 +128,12 @@ def comm_stats(state: Any) -> dict[str, jax.Array]:
   ``optax.partition``): each compressor's counters give ``steps`` (the
   largest), ``elements_sent``, ``bits_sent``, ``bytes_sent``,
   ``last_elements``, ``last_bits`` and ``overflow`` (summed); error feedback
-  adds its total error ``sum_t ||a_t - C(a_t)||^2``, ``residual_norm`` and
-  ``nonfinite_steps``; budgeted compressors add ``budget_left`` (elements)
-  and energy ledgers ``energy_joules`` / ``last_energy_joules``. Counts are
-  float32 here (jit-safe); the exact integers are in the
-  :class:`CommCounters` of the state (:func:`exact`).
+  adds its total error ``sum_t ||a_t - C(a_t)||^2``, ``residual_norm``,
+  ``nonfinite_steps`` (skipped steps) and ``internal_nonfinite_steps`` (of
+  those, the ones with a finite gradient); budgeted compressors add
+  ``budget_left`` (elements) and energy ledgers ``energy_joules`` /
+  ``last_energy_joules``. Counts are float32 here (jit-safe); the exact
+  integers are in the :class:`CommCounters` of the state (:func:`exact`).
 
   Example:
     >>> import jax.numpy as jnp, optax, sparsejax as sj

@@ -6,9 +6,9 @@ transmit and apply it). CWMP keeps the greedy knapsack
 .. math:: S = \text{longest prefix of } \mathrm{argsort}_\downarrow
    \frac{|x_i|^p}{c_i} \text{ with } \sum_{i \in S} c_i \le B
 
-and the energy of every message is recorded in an :class:`EnergyLedger`
-(``comm_stats(state)["energy_joules"]``). With equal costs it selects exactly
-what top-k selects.
+and the energy of every message, the costs of the entries actually sent, is
+recorded in an :class:`EnergyLedger` (``comm_stats(state)["energy_joules"]``).
+With equal costs it selects exactly what top-k selects.
 """
 
 from __future__ import annotations
@@ -23,10 +23,15 @@ from sparsejax import kernels
 from sparsejax.compress.accounting import CommCounters
 from sparsejax.compress.accounting import find_nodes
 from sparsejax.compress.base import Compressor
-from sparsejax.compress.base import check_at_least
+from sparsejax.compress.base import check_compressor
+from sparsejax.compress.base import check_float_dtype
+from sparsejax.compress.base import check_number
 from sparsejax.compress.base import check_ratio
 from sparsejax.compress.base import flatten_floats
 from sparsejax.compress.base import is_float
+from sparsejax.compress.base import sent_whole
+from sparsejax.compress.base import whole
+from sparsejax.compress.costs import COST_MODELS
 from sparsejax.compress.costs import resolve_costs
 from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import message_support
@@ -71,7 +76,8 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
     power: ``p`` in the score ``|x|**p / c`` (1 as in the paper; 2 is the
       squared-norm-optimal variant).
     max_ratio: static buffer size as a fraction of the update (default:
-      all of it); selections that do not fit are counted as overflow.
+      all of it); selections that do not fit are not sent (they stay in the
+      error-feedback residual, cost no energy) and are counted as overflow.
     value_dtype: wire dtype of the values.
 
   Static under ``optax.inject_hyperparams``: ``costs``, ``power``,
@@ -95,13 +101,14 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
   if (budget is None) == (energy_ratio is None):
     raise ValueError("give exactly one of budget and energy_ratio")
   if budget is not None:
-    check_at_least(budget, 0, "budget")
+    check_number(budget, "budget", 0)
   else:
     check_ratio(energy_ratio, "energy_ratio")
   if max_ratio is not None:
-    check_ratio(max_ratio, "max_ratio")
-  if not power > 0:
-    raise ValueError(f"power must be > 0, got {power}")
+    check_ratio(max_ratio, "max_ratio", static=True)
+  check_number(power, "power", 0, low_open=True, static=True)
+  check_float_dtype(value_dtype, "value_dtype")
+  _check_costs(costs)
 
   def init(params):
     resolve_costs(costs, params)  # fail early on a bad costs tree
@@ -110,25 +117,39 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
   def encode(updates, state):
     leaves, treedef = jax.tree.flatten(updates)
     x, pack = flatten_floats(leaves, treedef)
+    if sent_whole(x):  # no float entry: nothing to select, no energy
+      message = pack(whole(x))
+      return message, CostWeightedState(state.counters.record(message),
+                                        state.energy.record(0.0))
     c = jnp.concatenate([
         x.reshape(-1) for x, u in zip(_leaf_costs(costs, updates), leaves)
         if is_float(u)])
     step_budget = budget if budget is not None else energy_ratio * jnp.sum(c)
     n = x.shape[0]
     max_count = n if max_ratio is None else math.ceil(max_ratio * n)
-    values, indices, count, spent = kernels.cost_weighted_select(
+    values, indices, count, _ = kernels.cost_weighted_select(
         x, c, step_budget, power=power, max_count=max_count)
     wire = x.dtype if value_dtype is None else value_dtype
     message = pack(SparseMessage(values.astype(wire), indices, count,
                                  x.shape, x.dtype, "int32", True))
+    # The energy of what is sent: the buffer (unused slots hold index n).
+    sent = jnp.sum(c.at[indices].get(mode="fill", fill_value=0.0))
     return message, CostWeightedState(
         state.counters.record(message),  # overflow: count > buffer
-        state.energy.record(spent))
+        state.energy.record(sent))
 
   return Compressor(init, encode)
 
 
 cost_weighted.static_args = ("costs", "power", "max_ratio", "value_dtype")
+
+
+def _check_costs(costs) -> None:
+  """Refuses an unknown preset name at construction (trees: at ``init``)."""
+  if isinstance(costs, str) and costs not in COST_MODELS:
+    raise ValueError(f"costs: unknown cost model {costs!r}; choose from "
+                     f"{sorted(COST_MODELS)}, or pass a cost pytree or a "
+                     "function params -> costs")
 
 
 def _leaf_costs(costs, updates) -> list:
@@ -157,6 +178,8 @@ def energy_metered(compressor: Compressor, costs="energy_table") -> Compressor:
   >>> float(sj.comm_stats(state)["energy_joules"])
   2.0
   """
+  check_compressor(compressor)
+  _check_costs(costs)
 
   def init(params):
     resolve_costs(costs, params)

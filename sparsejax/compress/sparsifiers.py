@@ -10,10 +10,13 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sparsejax import kernels
 from sparsejax.compress.base import Compressor
-from sparsejax.compress.base import check_at_least
+from sparsejax.compress.base import check_float_dtype
+from sparsejax.compress.base import check_int
+from sparsejax.compress.base import check_number
 from sparsejax.compress.base import check_ratio
 from sparsejax.compress.base import make_compressor
 from sparsejax.compress.budget import budgeted_hard_threshold
@@ -24,13 +27,18 @@ from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import random_indices
 
 
-def _check_common(ratio, k, index_encoding):
+def _check_count(ratio, k) -> int | None:
+  """Checks that exactly one of ``ratio`` and ``k`` is given; ``k`` as int."""
   if (ratio is None) == (k is None):
     raise ValueError("give exactly one of ratio and k")
   if ratio is not None:
-    check_ratio(ratio)
-  if k is not None:
-    check_at_least(k, 1, "k")
+    check_ratio(ratio, static=True)
+    return None
+  return check_int(k, "k", 1)
+
+
+def _check_wire(value_dtype, index_encoding):
+  check_float_dtype(value_dtype, "value_dtype")
   if index_encoding not in INDEX_ENCODINGS:
     raise ValueError(f"index_encoding must be one of {INDEX_ENCODINGS}, "
                      f"got {index_encoding!r}")
@@ -39,7 +47,7 @@ def _check_common(ratio, k, index_encoding):
 def _resolve_k(n: int, ratio, k) -> int:
   if ratio is not None:
     return kernels.k_from_ratio(n, ratio)
-  return min(int(k), n)
+  return min(k, n)
 
 
 def _sparse(x, values, indices, count, value_dtype, index_encoding,
@@ -80,7 +88,8 @@ def top_k(ratio: float | None = None, *, k: int | None = None,
     Stich, Cordonnier, Jaggi, "Sparsified SGD with memory", NeurIPS 2018,
     https://arxiv.org/abs/1809.07599
   """
-  _check_common(ratio, k, index_encoding)
+  k = _check_count(ratio, k)
+  _check_wire(value_dtype, index_encoding)
 
   def encode_vector(x, key):
     del key
@@ -117,8 +126,9 @@ def blockwise_top_k(ratio: float, block_size: int = 1024, *,
     Shi et al., "Understanding Top-k Sparsification in Distributed Deep
     Learning", 2019, https://arxiv.org/abs/1911.08772
   """
-  _check_common(ratio, None, index_encoding)
-  check_at_least(block_size, 1, "block_size")
+  check_ratio(ratio, static=True)
+  block_size = check_int(block_size, "block_size", 1)
+  _check_wire(value_dtype, index_encoding)
 
   def encode_vector(x, key):
     del key
@@ -143,8 +153,11 @@ def hard_threshold(threshold: float | None = None, *,
 
   .. math:: C_\lambda(x)_i = x_i \, 1\{|x_i| \ge \lambda\}
 
-  The message size varies per step; it is counted from the real number sent
-  plus a 32-bit count header. ``||x - C(x)||^2 <= d \lambda^2``.
+  The comparison is made in the input's dtype, with ``lambda`` rounded to it
+  (for float16, ``0.1`` is ``0.0999755859375``), with or without
+  ``capacity``. The message size varies per step; it is counted from the
+  real number sent plus a 32-bit count header.
+  ``||x - C(x)||^2 <= d \lambda^2``.
 
   Args:
     threshold: ``lambda >= 0`` (may be traced under ``inject_hyperparams``).
@@ -199,16 +212,17 @@ def hard_threshold(threshold: float | None = None, *,
   if budget_options or num_steps is not None:
     raise ValueError(f"{sorted(budget_options) or ['num_steps']} only apply "
                      "with budget")
-  check_at_least(threshold, 0, "threshold")
+  check_number(threshold, "threshold", 0)
   if capacity is not None:
-    check_ratio(capacity, "capacity")
-  _check_common(None, 1, index_encoding)
+    check_ratio(capacity, "capacity", static=True)
+  _check_wire(value_dtype, index_encoding)
 
   def encode_vector(x, key):
     del key
     wire = x.dtype if value_dtype is None else value_dtype
     if capacity is None:  # every entry fits: no compaction needed
-      keep = jnp.abs(x).astype(jnp.float32) >= threshold  # no rounding of lambda
+      # The rule of kernels.threshold_select: lambda rounded to x's dtype.
+      keep = jnp.abs(x) >= jnp.asarray(threshold, x.dtype)
       return MaskedMessage(jnp.where(keep, x, 0).astype(wire),
                            jnp.sum(keep, dtype=jnp.int32), x.shape, x.dtype,
                            index_encoding)
@@ -230,7 +244,7 @@ def volume_matched_threshold(k: int) -> float:
   >>> round(sj.volume_matched_threshold(11174), 6)
   0.00473
   """
-  check_at_least(k, 1, "k")
+  k = check_int(k, "k", 1)
   return 1.0 / (2.0 * math.sqrt(k))
 
 
@@ -248,7 +262,10 @@ def random_k(ratio: float | None = None, *, k: int | None = None,
     Stich, Cordonnier, Jaggi, "Sparsified SGD with memory", NeurIPS 2018,
     https://arxiv.org/abs/1809.07599
   """
-  _check_common(ratio, k, "int32")
+  k = _check_count(ratio, k)
+  check_float_dtype(value_dtype, "value_dtype")
+  if not isinstance(scaled, (bool, np.bool_)):
+    raise TypeError(f"scaled must be a bool, got {scaled!r}")
 
   def encode_vector(x, key):
     n = x.shape[0]

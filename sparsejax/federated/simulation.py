@@ -70,6 +70,7 @@ from sparsejax.federated.ledger import CommLedger
 from sparsejax.federated.ledger import dense_bits
 from sparsejax.federated.ledger import traffic_metrics
 from sparsejax.federated.partition import ClientData
+from sparsejax.feedback import ErrorFeedbackState
 from sparsejax.feedback import all_finite
 from sparsejax.feedback import sq_norm
 from sparsejax.parallel.data_parallel import data_mesh
@@ -118,7 +119,8 @@ def uplink_bits_sent(client: ClientState) -> BitCount:
 
 def client_update(algo: FederatedAlgorithm, server: ServerState,
                   client: ClientState, row, size, key, x, y, probe=None,
-                  probe_grad=None, unroll: int | bool | None = None):
+                  probe_grad=None, unroll: int | bool | None = None,
+                  mismatch_alpha: float | None = None):
   """One client's round: ``(message, new client state, metrics)``.
 
   ``metrics["finite"]``: whether ``y_H``, the message and the new state are
@@ -127,7 +129,10 @@ def client_update(algo: FederatedAlgorithm, server: ServerState,
   message (their counters' growth: a gated or skipped message counts 0).
   ``probe``/``probe_grad``: a held-out batch and ``grad f(w)`` on it; if
   given, ``grad_mismatch = ||grad f(w) - grad f(y_0)||^2`` at the local
-  start point ``y_0`` (``w + alpha e_i`` for SA-PEF) is reported.
+  start point ``y_0`` (``w + alpha e_i`` for SA-PEF) is reported, or with
+  ``mismatch_alpha = a`` at ``w + a e_i`` whatever the algorithm's alpha
+  (the SA-PEF code's ``metric_alpha``, 1 by default there: comparable
+  across EF, SAEF and SA-PEF; 0 for an uplink without error feedback).
   ``unroll``: of the ``lax.scan`` over the ``H`` local steps (``True``: all;
   ``None``: all if ``H <= 16``, else 1).
   """
@@ -135,7 +140,9 @@ def client_update(algo: FederatedAlgorithm, server: ServerState,
   local = algo.client_init(server, client)
   metrics = {}
   if probe is not None:
-    g0 = jax.grad(lambda p: algo.model.loss(p, probe)[0])(local.params)
+    start = (local.params if mismatch_alpha is None
+             else _step_ahead(server.params, client.uplink, mismatch_alpha))
+    g0 = jax.grad(lambda p: algo.model.loss(p, probe)[0])(start)
     metrics["grad_mismatch"] = sq_norm(jax.tree.map(jnp.subtract, probe_grad,
                                                     g0))
 
@@ -152,6 +159,15 @@ def client_update(algo: FederatedAlgorithm, server: ServerState,
   metrics["uplink_bits"] = (uplink_bits_sent(new_client)
                             - uplink_bits_sent(client))
   return message, new_client, metrics
+
+
+def _step_ahead(params, uplink, alpha: float):
+  """``w + alpha e_i`` of an error-feedback uplink; ``w`` without one."""
+  found = find_nodes(uplink, ErrorFeedbackState)
+  if not found:
+    return params
+  return jax.tree.map(lambda w, e: w + alpha * e.astype(w.dtype), params,
+                      found[0].residual)
 
 
 MAX_FULL_UNROLL = 16
@@ -198,6 +214,7 @@ class RoundConfig(NamedTuple):
   mesh: Mesh | None
   client_batch_size: int | None
   unroll: int | bool
+  mismatch_alpha: float | None  # None: at the algorithm's start point
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -226,7 +243,7 @@ def _device_round(config: RoundConfig, server, clients, rows, sizes, weights,
 
   def one(client, row, size, key):
     return client_update(algo, server, client, row, size, key, x, y, probe,
-                         probe_grad, config.unroll)
+                         probe_grad, config.unroll, config.mismatch_alpha)
 
   args = (clients, rows, sizes, keys)
   if config.client_batch_size is None:
@@ -338,7 +355,8 @@ class Simulation:
                probe_size: int = 64, mesh: Mesh | None = None,
                client_batch_size: int | None = None,
                unroll: int | bool | None = None,
-               dropout_rate: float = 0.0):
+               dropout_rate: float = 0.0,
+               mismatch_alpha: float | None = None):
     """Builds the initial state and the jitted round.
 
     Args:
@@ -362,6 +380,9 @@ class Simulation:
         costs compile time linear in ``H``.
       dropout_rate: probability that a sampled client drops out mid-round
         (see the module docstring), in ``[0, 1]``.
+      mismatch_alpha: where ``grad_mismatch`` is measured (with a probe):
+        ``None``: at each client's start point ``y_0``; a float ``a``: at
+        ``w + a e_i`` for every algorithm (:func:`client_update`).
 
     Raises:
       ValueError: ``clients_per_round`` outside ``[1, N]``, ``dropout_rate``
@@ -386,7 +407,9 @@ class Simulation:
     self.config = RoundConfig(algo, n, clients_per_round,
                               -(-clients_per_round // devices) * devices,
                               mesh, client_batch_size,
-                              _local_step_unroll(algo.local_steps, unroll))
+                              _local_step_unroll(algo.local_steps, unroll),
+                              None if mismatch_alpha is None
+                              else float(mismatch_alpha))
     self._sharding = None if mesh is None else NamedSharding(mesh, P())
     self.data = self._put(ClientArrays(
         clients.x, clients.y, clients.padded_indices(),

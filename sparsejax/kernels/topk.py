@@ -24,8 +24,11 @@ Algorithm (XLA; every backend):
 the two bisections); when ``n / k`` is small the row filter is skipped, and
 tiny inputs use ``lax.top_k`` directly. On GPU the counting passes and the
 compaction go through the Pallas kernels of :mod:`pallas_gpu` when enabled.
-Blockwise top-k extracts the per-block maxima one at a time for small
-per-block k (row reductions only) and uses batched ``lax.top_k`` otherwise.
+
+Blockwise top-k runs steps 2-4 inside each block for any per-block k: row
+maxima, the per-block k-th largest by a bisection with per-row counts, one
+compaction of exactly k entries per block for all blocks, then a small sort
+of each block's winners.
 """
 
 from __future__ import annotations
@@ -43,8 +46,6 @@ from sparsejax.kernels import reference
 
 # Below this size lax.top_k on the reference key is as fast as anything else.
 SMALL_N = 1 << 14
-# Per-block k up to which blockwise selection extracts maxima one by one.
-BLOCKWISE_EXTRACT_MAX_K = 8
 
 
 def row_size(n: int, k: int) -> int:
@@ -77,19 +78,25 @@ def top_key_indices(key_fn, operands, k: int, n: int,
   m = c.round_up(max(-(-n // r), 1), align)
   index = lax.broadcasted_iota(jnp.int32, (m, r), 0) * r
   index = index + lax.broadcasted_iota(jnp.int32, (m, r), 1)
-  parts = [c.pad_to(a, m * r, 0).reshape(m, r) for a in operands]
 
-  def keys(idx, *args):
-    return jnp.where(idx < n, key_fn(*args), jnp.uint32(0))
+  def keys(idx, rows=None):
+    """Keys at ``idx`` = ``index`` (or ``index[rows]``); 0 past the end."""
+    if m * r == n:
+      args = [a.reshape(m, r) for a in operands]
+      args = args if rows is None else [a[rows] for a in args]
+    else:  # gather, fused: XLA:CPU would write padded copies out
+      args = [a[jnp.minimum(idx, n - 1)] for a in operands]
+    key = key_fn(*args)
+    return lax.select(idx < n, key, jnp.zeros(key.shape, key.dtype))
 
   if r == 1:
-    flat = keys(index, *parts).reshape(-1)
+    flat = keys(index).reshape(-1)
     pos = select(flat, k)
     cand_key, cand_idx = flat[pos], pos
   else:
-    row_max = jnp.max(keys(index, *parts), axis=1)
+    row_max = jnp.max(keys(index), axis=1)
     rows = select(row_max, k)                          # ascending
-    cand = keys(index[rows], *(p[rows] for p in parts)).reshape(-1)
+    cand = keys(index[rows], rows).reshape(-1)
     cand = c.pad_to(cand, c.round_up(cand.shape[0], align), 0)
     pos = select(cand, k)
     cand_key = cand[pos]
@@ -127,48 +134,93 @@ def top_k_select_impl(x: jax.Array, k: int, small_n: int = SMALL_N,
   return x[idx], idx
 
 
-def _extract_block_maxima(key_fn, shape, kb: int) -> jax.Array:
-  """Per-row positions of the ``kb`` largest keys, one argmax at a time.
+def _keep_lowest(word: jax.Array, r: jax.Array) -> jax.Array:
+  """Keeps the lowest ``r`` set bits of each uint32 ``word``.
 
-  ``key_fn()`` builds the ``(rows, B)`` key array; it is called afresh for
-  each reduction so that XLA fuses it into the reduction instead of writing
-  the keys out (writing an n-sized array costs more than the reductions).
-  Rows longer than 32 are viewed as ``(rows, B / 32, 32)`` so every
-  reduction is a short minor-axis one (vectorised on CPU).
+  All of them if ``r`` is at least the popcount, none if ``r <= 0``.
   """
-  rows, width = shape
-  split = width % c.ROW == 0 and width > c.ROW
-  view = (rows, width // c.ROW, c.ROW) if split else shape
+  count = lax.population_count(word).astype(jnp.int32)
+  cut = c.select_bit(word, jnp.clip(r, 0, 31)).astype(jnp.uint32)
+  low = jnp.where(r >= count, word, word & ((jnp.uint32(1) << cut) - 1))
+  return jnp.where(r <= 0, jnp.uint32(0), low)
 
-  def col():
-    out = lax.broadcasted_iota(jnp.int32, view, len(view) - 1)
-    if split:
-      out = out + c.ROW * lax.broadcasted_iota(jnp.int32, view, 1)
-    return out
 
-  def reduce(fn, a):
-    a = fn(a, axis=-1)
-    return fn(a, axis=-1) if split else a
+def _rows_top_positions(key2d: jax.Array, kb: int) -> jax.Array:
+  """Per row, the columns (ascending) of its ``kb`` largest keys.
 
-  def expand(v):
-    return v[:, None, None] if split else v[:, None]
+  Ties go to the lower column; ``key2d`` is uint32 ``(rows, w)`` with ``w`` a
+  multiple of 32 and ``kb <= w``. The per-row k-th largest key ``t`` comes
+  from a bitwise bisection (32 passes counting ``key >= v`` per row, on the
+  ``(rows, w / 32, 32)`` view so that every reduction is a short minor-axis
+  one); the keys ``> t`` and the first ``kb - count(> t)`` keys ``== t`` of
+  each row are packed into bit words and compacted (each row holds exactly
+  ``kb`` of them, so one compaction of ``rows * kb`` serves all rows).
+  """
+  rows, width = key2d.shape
+  words = width // c.ROW
+  key3d = key2d.reshape(rows, words, c.ROW)
 
-  out = []
-  for _ in range(kb):
-    def keys(taken, flip):
-      # Two spellings of the same masking, so that XLA does not merge the
-      # two passes' key computations into one array that it writes out.
-      key = key_fn().reshape(view)
-      for pos in taken:
-        if flip:
-          key = jnp.where(col() != expand(pos), key, jnp.uint32(0))
-        else:
-          key = jnp.where(col() == expand(pos), jnp.uint32(0), key)
-      return key
-    best = reduce(jnp.max, keys(out, False))
-    out.append(reduce(jnp.min, jnp.where(keys(out, True) == expand(best),
-                                         col(), width)))
-  return jnp.stack(out, axis=1)
+  def body(i, v):
+    cand = v | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
+    count = jnp.sum(jnp.sum(key3d >= cand[:, None, None], axis=2,
+                            dtype=jnp.int32), axis=1)
+    return jnp.where(count >= kb, cand, v)
+
+  t = lax.fori_loop(0, 32, body, jnp.zeros((rows,), jnp.uint32))[:, None, None]
+
+  def bits(mask3d):
+    return c.row_bits(mask3d.reshape(-1, c.ROW)).reshape(rows, words)
+
+  gt, eq = bits(key3d > t), bits(key3d == t)
+  need = kb - jnp.sum(lax.population_count(gt).astype(jnp.int32), axis=1)
+  eq_count = lax.population_count(eq).astype(jnp.int32)
+  eq_before = jnp.cumsum(eq_count, axis=1) - eq_count
+  keep = gt | _keep_lowest(eq, need[:, None] - eq_before)
+  pos, _, _ = c.compact_bits(keep.reshape(-1), rows * kb)
+  return pos.reshape(rows, kb) - width * jnp.arange(rows,
+                                                      dtype=jnp.int32)[:, None]
+
+
+def block_row_size(block_size: int, kb: int) -> int:
+  """Row length of the max filter inside blocks: ~``sqrt(block_size / kb)``.
+
+  A power of two dividing ``block_size`` with at least ``kb`` rows per block
+  (1: no filter); balances the two bisections as :func:`row_size` does.
+  """
+  r = 2 ** int(round(math.log2(math.sqrt(block_size / kb))))
+  r = min(r, 64)
+  while r > 1 and (block_size % r or block_size // r < kb):
+    r //= 2
+  return r
+
+
+# Up to this k per block, rows are ordered by pairwise comparisons.
+ORDER_BY_COMPARISON_MAX_K = 16
+
+
+def _order_rows(key2d: jax.Array, col2d: jax.Array) -> jax.Array:
+  """``col2d`` reordered per row by decreasing key (ties: increasing column).
+
+  ``col2d`` must be ascending in each row. Small rows rank each entry by
+  counting the entries before it (``kb**2`` compares per row, much cheaper
+  on CPU than a sort); larger ones take a stable sort.
+  """
+  kb = key2d.shape[1]
+  if kb > ORDER_BY_COMPARISON_MAX_K:
+    return lax.sort((~key2d, col2d), dimension=1, num_keys=1,
+                    is_stable=True)[1]
+  a, b = key2d[:, :, None], key2d[:, None, :]   # entry i, entry j
+  j_lt_i = jnp.tril(jnp.ones((kb, kb), bool), -1)[None]  # [., i, j]: j < i
+  rank = jnp.sum((b > a) | ((b == a) & j_lt_i), axis=2, dtype=jnp.int32)
+  # Slot s holds the entry of rank s.
+  hit = rank[:, None, :] == jnp.arange(kb, dtype=jnp.int32)[None, :, None]
+  return jnp.sum(jnp.where(hit, col2d[:, None, :], 0), axis=2)
+
+
+def _pad_columns(key2d: jax.Array) -> jax.Array:
+  """Right-pads the rows with key 0 to a multiple of 32 columns."""
+  width = key2d.shape[1]
+  return jnp.pad(key2d, ((0, 0), (0, c.round_up(width, c.ROW) - width)))
 
 
 @functools.partial(jax.jit, static_argnames=("k", "block_size"))
@@ -176,24 +228,35 @@ def blockwise_top_k_select(x: jax.Array, k: int, block_size: int):
   """Exact top ``ceil(k / num_blocks)`` of each block of ``block_size``.
 
   Same layout and result as
-  :func:`reference.blockwise_top_k_select_reference`.
+  :func:`reference.blockwise_top_k_select_reference`, for any per-block k.
   """
   c.check_vector(x)
   n = x.shape[0]
   block_size = c.check_int(block_size, "block_size", 1)
   k = c.check_int(k, "k", 1, n)
   num_blocks, kb = reference.blockwise_layout(n, k, block_size)
-  if kb > BLOCKWISE_EXTRACT_MAX_K:
-    return reference.blockwise_top_k_select_reference(x, k, block_size)
-  # Keys: removed 0 < padding 1 < NaN 2 < numbers (reference: pad -2 < NaN).
-  shape = (num_blocks, block_size)
-
-  def key_fn():
-    key = c.magnitude_key(x) + jnp.uint32(1)
-    return c.pad_to(key, num_blocks * block_size, 1).reshape(shape)
-
-  local = _extract_block_maxima(key_fn, shape, kb)
-  idx = (local + block_size * jnp.arange(num_blocks, dtype=jnp.int32)[:, None])
-  idx = idx.reshape(-1)
+  # Keys: column padding 0 < block padding 1 < NaN 2 < numbers (reference:
+  # pad -2 < NaN).
+  key = c.pad_to(c.magnitude_key(x) + jnp.uint32(1), num_blocks * block_size,
+                 1).reshape(num_blocks, block_size)
+  start = block_size * jnp.arange(num_blocks, dtype=jnp.int32)[:, None]
+  r = block_row_size(block_size, kb)
+  if r > 1:
+    # The max filter of top_key_indices inside each block (rows of r never
+    # straddle blocks): the kb rows of largest maximum, then their entries.
+    row_max = jnp.max(key.reshape(num_blocks, block_size // r, r), axis=2)
+    rows = _rows_top_positions(_pad_columns(row_max), kb)
+    cand = rows[:, :, None] * r + jnp.arange(r, dtype=jnp.int32)
+    cand = start + cand.reshape(num_blocks, kb * r)
+    cand_key = jnp.where(
+        cand < n, c.magnitude_key(x[jnp.minimum(cand, n - 1)]) + jnp.uint32(1),
+        jnp.uint32(1))
+    pos = _rows_top_positions(_pad_columns(cand_key), kb)
+    local = jnp.take_along_axis(cand, pos, axis=1) - start
+    top_key = jnp.take_along_axis(cand_key, pos, axis=1)
+  else:
+    local = _rows_top_positions(_pad_columns(key), kb)
+    top_key = jnp.take_along_axis(key, local, axis=1)
+  idx = (_order_rows(top_key, local) + start).reshape(-1)
   idx = jnp.where(idx < n, idx, n).astype(jnp.int32)
   return c.gather_or_zero(x, idx), idx

@@ -4,7 +4,35 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import jax.numpy as jnp
 import optax
+
+
+def warmup_cosine_schedule(peak_value: float, end_value: float,
+                           warmup_steps: int, total_steps: int):
+  r"""Linear warm-up from ``peak / W`` (not 0), then cosine to ``end_value``.
+
+  With ``r = step + 1`` (the step counted from 1, as the SA-PEF code's
+  rounds, ``utils.cosine_eta_warmfloor``): ``peak * r / W`` for ``r <= W``,
+  then ``end + (peak - end) / 2 * (1 + cos(pi (r - W) / (T - W)))``, which
+  reaches ``end`` at ``r = T`` and stays there. jit-safe in ``step``.
+
+  Raises:
+    ValueError: ``warmup_steps < 0`` or ``total_steps < 1``.
+  """
+  if warmup_steps < 0 or total_steps < 1:
+    raise ValueError(f"warmup_steps must be >= 0 and total_steps >= 1, got "
+                     f"{warmup_steps}, {total_steps}")
+
+  def schedule(step):
+    r = jnp.asarray(step, jnp.float32) + 1.0
+    warm = peak_value * r / max(warmup_steps, 1)
+    t = jnp.clip((r - warmup_steps) / max(total_steps - warmup_steps, 1),
+                 0.0, 1.0)
+    cos = end_value + 0.5 * (peak_value - end_value) * (1 + jnp.cos(jnp.pi * t))
+    return jnp.where(r <= warmup_steps, warm, cos)
+
+  return schedule
 
 
 def learning_rate_schedule(config: Mapping[str, Any], total_steps: int):

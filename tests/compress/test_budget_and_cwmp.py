@@ -21,14 +21,14 @@ def _grad(seed, scale=1.0):
                           "dense": {"kernel": keys[1], "bias": keys[2]}})
 
 
-@pytest.mark.parametrize("adapt_rate", [0.1, 0.5])
-def test_budget_never_exceeded_and_nearly_spent(adapt_rate):
+@pytest.mark.parametrize("correction_steps", [None, 3.0])
+def test_budget_never_exceeded_and_nearly_spent(correction_steps):
   steps, total = 60, 60 * 12
-  tx = sj.error_feedback(sj.hard_threshold(budget=total, num_steps=steps,
-                                           adapt_rate=adapt_rate))
+  tx = sj.error_feedback(sj.hard_threshold(
+      budget=total, num_steps=steps, correction_steps=correction_steps))
   update = jax.jit(tx.update)
   state = tx.init(_params())
-  spent, reserve = [], int(0.5 * total / steps)
+  spent, reserve = [], 0.1 * total / steps
   for t in range(steps):
     # Large gradients early, small late: the spend must still follow budget.
     _, state = update(_grad(t, 4.0 / (1 + t / 10)), state)
@@ -37,7 +37,7 @@ def test_budget_never_exceeded_and_nearly_spent(adapt_rate):
     assert spent[-1] <= total
     assert spent[-1] + float(stats["budget_left"]) == total
     # Every later step keeps its reserve: none is starved.
-    assert float(stats["budget_left"]) >= reserve * (steps - 1 - t)
+    assert float(stats["budget_left"]) >= reserve * (steps - 1 - t) - 1e-3
   assert spent[-1] >= 0.98 * total
 
 
@@ -53,14 +53,14 @@ def test_budget_in_bits_counts_headers_and_indices():
 
 
 def test_budget_sends_largest_entries_above_threshold():
-  tx = sj.hard_threshold(budget=30, num_steps=3, initial_threshold=0.0,
+  tx = sj.hard_threshold(budget=30, num_steps=3, initial_threshold=1e-6,
                          reserve=0.5)
   g = _grad(0)
   out, state = tx.update(g, tx.init(g))
   flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
   sent = np.concatenate([np.ravel(x) for x in jax.tree.leaves(out)])
   n = np.count_nonzero(sent)
-  # Threshold 0 admits everything; the budget (30 - 2 steps * 5 reserve)
+  # The threshold admits everything; the budget (30 - 2 steps * 5 reserve)
   # admits 20, and they are the 20 largest magnitudes.
   assert n == 20
   assert np.min(np.abs(sent[sent != 0])) >= np.sort(np.abs(flat))[-20]

@@ -103,7 +103,8 @@ DTYPE_CASES = [
                               (False, jnp.bfloat16, None),
                               (True, jnp.float32, None),
                               (True, jnp.bfloat16, None),
-                              (True, jnp.bfloat16, jnp.float32)]]
+                              (True, jnp.bfloat16, jnp.float32),
+                              (True, jnp.bfloat16, jnp.bfloat16)]]
 
 
 @pytest.mark.parametrize("name,ef,dtype,residual_dtype", DTYPE_CASES)
@@ -128,22 +129,33 @@ def test_dtypes_are_kept(name, ef, dtype, residual_dtype):
   # State dtypes (counters, keys, residual) do not drift across steps.
   chex.assert_trees_all_equal_shapes_and_dtypes(state, state0)
   if ef:
-    expected = dtype if residual_dtype is None else residual_dtype
+    # Default: the params' dtype promoted to at least float32.
+    expected = jnp.float32 if residual_dtype is None else residual_dtype
     for e in jax.tree.leaves(sj.residual(state)):
       assert e.dtype == expected
-    if residual_dtype == jnp.float32:
-      # An fp32 residual of bf16 inputs loses nothing to rounding at step 1
-      # (e_0 = 0, a = g): e_1 == g - decode(message) exactly in fp32, and
-      # the output is that message rounded to bf16.
-      message, _ = tx.encode(g, state0)
+    # The compressor sees a in the gradient's dtype: the message is the
+    # bare compressor's (same wire dtype, same bits), whatever the residual.
+    message, _ = tx.encode(g, state0)
+    bare = cases.make(name)
+    bare_message, _ = bare.encode(g, bare.init(params))
+    assert jax.tree.structure(message) == jax.tree.structure(bare_message)
+    assert [x.dtype for x in jax.tree.leaves(message)] == [
+        x.dtype for x in jax.tree.leaves(bare_message)]
+    np.testing.assert_array_equal(
+        sj.exact(sj.compress.message_size(message)[1]),
+        sj.exact(sj.compress.message_size(bare_message)[1]))
+    if expected == jnp.float32:
+      # An fp32 residual loses nothing to rounding at step 1 (e_0 = 0,
+      # a = g): e_1 == g - decode(message) exactly in fp32, and the output
+      # is that message.
       sent = sj.decode(message)
       for gi, si, oi, ei in zip(*map(jax.tree.leaves,
                                      (g, sent, out, sj.residual(state)))):
-        assert si.dtype == jnp.float32
+        assert si.dtype == dtype
         np.testing.assert_array_equal(
-            np.asarray(ei), np.asarray(gi, np.float32) - np.asarray(si))
-        np.testing.assert_array_equal(np.asarray(oi),
-                                      np.asarray(si.astype(jnp.bfloat16)))
+            np.asarray(ei), np.asarray(gi, np.float32) - np.asarray(
+                si, np.float32))
+        np.testing.assert_array_equal(np.asarray(oi), np.asarray(si))
 
 
 @pytest.mark.parametrize("name,ef", CASES)
@@ -209,6 +221,35 @@ def test_integer_leaves_pass_through(name, ef):
   if ef:
     np.testing.assert_array_equal(
         sj.residual(state)["z"], tx.init({**params, "z": ints}).residual["z"])
+
+
+@pytest.mark.parametrize("name,ef", CASES)
+def test_map_params_reaches_exactly_the_params_shaped_state(name, ef):
+  """``optax.tree.map_params`` (used to build sharding specs of a state)
+  inits with a placeholder for the params: it must map the residual (and
+  an optimizer's moments) and nothing else."""
+  params = _tree()
+  tx = optax.chain(cases.make(name, ef), optax.sgd(0.1, momentum=0.9))
+  state = tx.init(params)
+  _, state = tx.update(_tree(seed=1), state, params)
+  _assert_trees_equal(optax.tree.map_params(tx, lambda p: p, state), state)
+  mapped = optax.tree.map_params(tx, lambda p: p + 1, state)
+  # The momentum trace of sgd moves, and the residual under EF ...
+  moved = [(state[1][0].trace, mapped[1][0].trace)]
+  if ef:
+    moved.append((sj.residual(state), sj.residual(mapped)))
+  for before, after in moved:
+    for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+      np.testing.assert_array_equal(a, b + 1)
+  # ... everything else (counters, keys, ledgers) does not.
+  def rest(s):
+    return s[0]._replace(residual=None) if ef else s[0]
+  _assert_trees_equal(rest(mapped), rest(state))
+  # and the non-params part can be replaced, e.g. by sharding specs.
+  specs = optax.tree.map_params(tx, lambda p: "param", state,
+                                transform_non_params=lambda _: "other")
+  n_params = len(jax.tree.leaves(params))
+  assert jax.tree.leaves(specs).count("param") == n_params * (2 if ef else 1)
 
 
 # ---------------------------------------------------------------- bad input

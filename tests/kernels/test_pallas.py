@@ -1,4 +1,8 @@
-"""Pallas (Triton) kernels in interpret mode on CPU against the references."""
+"""Pallas (Triton) kernels against the references.
+
+Compiled on a GPU (``experiments/accelerator_check`` runs this file there),
+in interpret mode elsewhere.
+"""
 
 import functools
 
@@ -13,9 +17,9 @@ from sparsejax.kernels import pallas_gpu
 from sparsejax.kernels import reference
 from sparsejax.kernels import threshold
 from sparsejax.kernels import topk
-from tests.kernels.conftest import KINDS, assert_same, make_input
+from tests.kernels.conftest import assert_same, make_input
 
-CFG = {"block": 256, "interpret": True}
+CFG = {"block": 256, "interpret": jax.default_backend() != "gpu"}
 
 
 def test_block_counts_and_kth_largest():
@@ -65,5 +69,7 @@ def test_pallas_cost_weighted():
                                                          max_count=100))
 
 
-def test_default_config_is_xla_on_cpu():
-  assert pallas_gpu.default_config() is None
+def test_default_config_is_compiled_pallas_on_gpu_only():
+  want = ({"block": pallas_gpu.BLOCK, "interpret": False}
+          if jax.default_backend() == "gpu" else None)
+  assert pallas_gpu.default_config() == want

@@ -1,0 +1,127 @@
+"""The SA-PEF report script on synthetic runs (no training)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments.federated import report
+
+FINAL = 0.8  # FedAvg's final accuracy: targets 0.4, 0.48, 0.56 at .5/.6/.7
+
+
+def _records(reach_round, rounds=40, final=0.7):
+  """Accuracy 0 until ``reach_round``, then ``final`` (evaluated every 5)."""
+  out = []
+  for r in range(1, rounds + 1):
+    rec = {"round": r, "uplink_bytes": 1000.0 * r, "total_bytes": 3000.0 * r,
+           "residual_norm": 1.0 / r, "grad_mismatch": 2.0 / r,
+           "train_loss": 3.0 / r}
+    if r % 5 == 0:
+      rec["test_accuracy"] = (final if reach_round is not None
+                              and r >= reach_round else 0.1)
+    out.append(rec)
+  return out
+
+
+def _write(root, method, seed, records):
+  d = os.path.join(root, f"seed{seed}", method)
+  os.makedirs(d)
+  with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+    for r in records:
+      f.write(json.dumps(r) + "\n")
+
+
+def _runs(tmp_path, ef_rounds, sapef_rounds):
+  root = str(tmp_path / "runs")
+  for s, (e, a) in enumerate(zip(ef_rounds, sapef_rounds)):
+    _write(root, "fedavg", s, _records(5, final=FINAL))
+    _write(root, "ef", s, _records(e))
+    _write(root, "sapef", s, _records(a))
+  return root
+
+
+def test_faster_when_the_paired_interval_is_below_zero(tmp_path):
+  root = _runs(tmp_path, [20, 20, 25, 25], [15, 15, 15, 15])
+  out = str(tmp_path / "out")
+  result = report.write_report([root], out)
+  assert [t["accuracy"] for t in result["targets"]] == pytest.approx(
+      [0.4, 0.48, 0.56])
+  p = result["targets"][0]["paired"]
+  assert p["diffs"] == [-5, -5, -10, -10]
+  assert p["mean"] == pytest.approx(-7.5)
+  assert p["std"] == pytest.approx(np.std([5, 5, 10, 10], ddof=1))
+  # t_{0.975, 3} = 3.182446: half width 3.1824 * 2.8868 / 2 = 4.5935.
+  assert p["ci95"] == pytest.approx([-7.5 - 4.5935, -7.5 + 4.5935], abs=1e-3)
+  assert (p["faster"], p["ties"], p["slower"]) == (4, 0, 0)
+  assert all(t["verdict"] == "faster" for t in result["targets"])
+  assert result["verdict"].startswith("sapef reaches every target faster")
+  ef = result["methods"]["ef"]["to_target"]["0.5"]
+  assert ef["round"]["mean"] == pytest.approx(22.5)
+  assert ef["uplink_bytes"]["mean"] == pytest.approx(22500.0)
+  for name in ("report.md", "report.json", "accuracy_vs_round.png",
+               "accuracy_vs_uplink_bytes.png", "mechanism_vs_round.png"):
+    assert os.path.isfile(os.path.join(out, name)), name
+  text = open(os.path.join(out, "report.md")).read()
+  assert "**Verdict.** sapef reaches every target faster" in text
+
+
+def test_small_or_mixed_differences_are_inconclusive(tmp_path):
+  # diffs -5, -10, -5: interval [-13.8, +0.5] contains 0.
+  root = _runs(tmp_path, [20, 25, 20], [15, 15, 15])
+  result = report.write_report([root], str(tmp_path / "out"))
+  assert result["targets"][0]["paired"]["ci95"][1] > 0
+  assert result["targets"][0]["verdict"] == "inconclusive"
+  assert "not significantly faster or slower" in result["verdict"]
+
+
+def test_not_reached_counts_as_slower_and_is_reported(tmp_path):
+  root = _runs(tmp_path, [10, 10, 10], [15, None, 20])
+  result = report.write_report([root], str(tmp_path / "out"))
+  p = result["targets"][0]["paired"]
+  # seed 1 never reaches: counted at the last round, 40 - 10 = 30.
+  assert (p["faster"], p["slower"], p["diffs"]) == (0, 3, [5, 30, 10])
+  assert p["censored"] == 1 and p["ci95"][0] < 0  # too spread: no verdict
+  assert result["targets"][0]["verdict"] == "inconclusive"
+  assert result["methods"]["sapef"]["to_target"]["0.5"]["round"]["n"] == 2
+  text = open(str(tmp_path / "out" / "report.md")).read()
+  assert "(2/3 seeds)" in text
+
+
+def test_never_reaching_in_every_seed_is_slower(tmp_path):
+  root = _runs(tmp_path, [10, 10, 15], [None, None, None])
+  result = report.write_report([root], str(tmp_path / "out"))
+  p = result["targets"][0]["paired"]
+  assert p["diffs"] == [30, 30, 25] and p["censored"] == 3
+  assert result["targets"][0]["verdict"] == "slower"
+  assert result["verdict"].startswith("sapef reaches every target slower")
+
+
+def test_roots_are_merged_by_seed_and_checked(tmp_path):
+  root = _runs(tmp_path, [20, 20, 20], [15, 15, 15])
+  extra = str(tmp_path / "ablation")
+  for s in range(3):
+    _write(extra, "sapef_mean", s, _records(30))
+  runs = report.load_runs([root, extra])
+  assert sorted(runs) == ["ef", "fedavg", "sapef", "sapef_mean"]
+  assert sorted(runs["sapef_mean"]) == ["seed0", "seed1", "seed2"]
+  with pytest.raises(ValueError, match="two roots"):
+    report.load_runs([root, root])
+  with pytest.raises(FileNotFoundError, match="not a directory"):
+    report.load_runs([str(tmp_path / "missing")])
+  with pytest.raises(ValueError, match="'cser' not found"):
+    report.analyse(runs, (0.5,), "fedavg", "sapef", "cser")
+
+
+def test_incomplete_runs_are_left_out_and_named(tmp_path):
+  root = _runs(tmp_path, [20, 20, 20], [15, 15, 15])
+  _write(root, "sapef", 3, _records(15, rounds=12))  # still running
+  for m in ("fedavg", "ef"):
+    _write(root, m, 3, _records(10))
+  out = tmp_path / "out"
+  result = report.write_report([root], str(out))
+  assert result["incomplete_runs_left_out"] == ["sapef/seed3 (12 of 40 rounds)"]
+  assert result["targets"][0]["paired"]["seeds"] == 3
+  assert "Incomplete runs left out: sapef/seed3" in open(
+      out / "report.md").read()
