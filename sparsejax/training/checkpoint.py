@@ -234,7 +234,7 @@ def check_replicas_equal(tree: PyTree, what: str = "tree") -> None:
 
   For each leaf, the addressable shards holding the same slice (all of them
   for a fully replicated array) are copied to the host one at a time and
-  compared bitwise. Leaves that are not ``jax.Array``s or live on one device
+  compared bitwise. Leaves that are not ``jax.Array`` or live on one device
   are skipped; copies on other processes are not compared.
 
   Args:
