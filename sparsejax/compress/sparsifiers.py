@@ -177,14 +177,17 @@ def hard_threshold(threshold: float | None = None, *,
     num_steps: the planned number of steps ``T``, with ``budget``.
     **budget_options: with ``budget`` only: ``unit`` (``"elements"`` or
       ``"bits"``: int32 indices, 32-bit count header), ``initial_threshold``
-      (``lambda_0``; default from the first update), ``adapt_rate`` (``eta``
-      of the multiplicative update, default 0.1), ``reserve`` (fraction of
-      the per-step budget held back for each later step, default 0.5),
-      ``capacity_factor`` (static buffer size in per-step budgets, default
-      8).
+      (``lambda_0``, e.g. from :func:`calibrate_threshold`; default from the
+      first update), ``correction_steps`` (``tau``, the time scale of the
+      slow correction of ``lambda``, default ``T / 10``) and ``reserve``
+      (fraction of the per-step share held back for each later step,
+      default 0.1); see
+      :func:`~sparsejax.compress.budget.budgeted_hard_threshold`. With a
+      budget, ``capacity`` and ``index_encoding`` do not apply (the message
+      is a :class:`MaskedMessage` whose size the budget bounds).
 
   Static under ``optax.inject_hyperparams``: ``capacity``, ``value_dtype``,
-  ``budget``, ``num_steps`` and the budget options but ``adapt_rate``.
+  ``budget``, ``num_steps`` and the budget options.
 
   Example:
     >>> import jax.numpy as jnp, sparsejax as sj
@@ -207,6 +210,9 @@ def hard_threshold(threshold: float | None = None, *,
   if budget is not None:
     if num_steps is None:
       raise ValueError("num_steps is required with budget")
+    if capacity is not None or index_encoding != "int32":
+      raise ValueError("capacity and index_encoding do not apply with budget "
+                       "(the budget bounds the message); remove them")
     return budgeted_hard_threshold(budget, num_steps, value_dtype=value_dtype,
                                    **budget_options)
   if budget_options or num_steps is not None:

@@ -76,6 +76,10 @@ def test_budget_bad_input():
     sj.hard_threshold(budget=-5, num_steps=2)
   with pytest.raises(ValueError, match="unit"):
     sj.hard_threshold(budget=5, num_steps=2, unit="joules")
+  with pytest.raises(ValueError, match="do not apply with budget"):
+    sj.hard_threshold(budget=5, num_steps=2, capacity=0.1)
+  with pytest.raises(ValueError, match="do not apply with budget"):
+    sj.hard_threshold(budget=5, num_steps=2, index_encoding="bitmap")
 
 
 @pytest.mark.parametrize("power", [1.0, 2.0])
