@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Callable
 
 from absl import logging
 import jax
@@ -21,6 +22,7 @@ import ml_collections
 import optax
 
 from experiments import launch
+from experiments.dp_train import calibrated
 import sparsejax as sj
 from sparsejax import data
 from sparsejax import models
@@ -29,13 +31,16 @@ from sparsejax import training
 
 
 def build_compressor(method: ml_collections.ConfigDict, num_params: int,
-                     num_steps: int, axis_name: str):
+                     num_steps: int, axis_name: str,
+                     calibrated_threshold: Callable[[float], float]):
   """The aggregation transform of one method (EF optional).
 
   Besides the compressor's own arguments, ``threshold="volume_matched"``
   with ``volume_ratio=r`` gives Sahu et al.'s ``1/(2 sqrt(k))`` for
-  ``k = floor(r d)``, and ``budget_ratio=r`` a total budget equal to the
-  volume of top-k(r) over the run (per worker).
+  ``k = floor(r d)``, ``budget_ratio=r`` a total budget equal to the
+  volume of top-k(r) over the run (per worker), and
+  ``initial_threshold="calibrated"`` with it starts the budgeted rule from
+  ``calibrated_threshold(r)`` (:mod:`experiments.dp_train.calibrated`).
   """
   method = dict(method)
   use_ef = method.pop("error_feedback", True)
@@ -43,8 +48,11 @@ def build_compressor(method: ml_collections.ConfigDict, num_params: int,
     k = max(1, math.floor(method.pop("volume_ratio") * num_params))
     method["threshold"] = sj.volume_matched_threshold(k)
   if "budget_ratio" in method:  # the volume of top-k(ratio) over the run
-    k = max(1, math.floor(method.pop("budget_ratio") * num_params))
+    ratio = method.pop("budget_ratio")
+    k = max(1, math.floor(ratio * num_params))
     method.update(budget=k * num_steps, num_steps=num_steps)
+    if method.get("initial_threshold") == calibrated.CALIBRATED:
+      method["initial_threshold"] = calibrated_threshold(ratio)
   compressor = sj.create_compressor(method)
   if use_ef:
     return sj.error_feedback(compressor, axis_name=axis_name)
@@ -57,7 +65,8 @@ def _local_rows(batch, num_processes, process_index):
                for b in batch)
 
 
-def train_method(name, method, config, workdir, train_ds, test_ds):
+def train_method(name, method, config, workdir, train_ds, test_ds,
+                 calibrated_threshold=None):
   """Trains one method; returns its metric records."""
   workdir = os.path.join(workdir, name)
   mesh = parallel.data_mesh(config.num_devices)
@@ -68,7 +77,8 @@ def train_method(name, method, config, workdir, train_ds, test_ds):
       training.split_variables(variables), parallel.replicated(mesh))
   num_params = sum(x.size for x in jax.tree.leaves(params))
   tx = optax.chain(
-      build_compressor(method, num_params, config.num_steps, "data"),
+      build_compressor(method, num_params, config.num_steps, "data",
+                       calibrated_threshold),
       training.optimizer_from_config(config.optimizer, config.num_steps))
   opt_state = parallel.init_opt_state(tx, params, mesh)
   step_fn = parallel.make_train_step(training.classification_loss(model), tx,
@@ -91,12 +101,17 @@ def train_method(name, method, config, workdir, train_ds, test_ds):
     done = i + 1
     if done % config.log_every and done != config.num_steps:
       return state, None
-    stats = stats_fn(opt_state)
+    # One multi-device program at a time on forced host devices: XLA:CPU may
+    # run the next program's collective on some devices while one device is
+    # still in the previous program, and the rendezvous then never completes.
+    stats = jax.block_until_ready(stats_fn(jax.block_until_ready(opt_state)))
     record = {"step": done, "loss": metrics["loss"],
               "accuracy": metrics["accuracy"],
               "bytes_sent": stats["bytes_sent"],
+              "elements_sent": stats["elements_sent"],
               "total_error": stats.get("total_error", 0.0),
-              "residual_norm": stats.get("residual_norm", 0.0)}
+              "residual_norm": stats.get("residual_norm", 0.0),
+              "nonfinite_steps": stats.get("nonfinite_steps", 0)}
     if done % config.eval_every == 0 or done == config.num_steps:
       record.update(training.evaluate(model, params, model_state, test_ds))
     return state, record
@@ -104,7 +119,16 @@ def train_method(name, method, config, workdir, train_ds, test_ds):
   with training.Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
     return training.run_logged(
         workdir, ckpt, state, step, config.num_steps,
-        checkpoint_every=config.checkpoint_every, log_every=config.log_every)
+        checkpoint_every=config.checkpoint_every, log_every=config.log_every,
+        progress_keys=("loss", "test_accuracy", "bytes_sent", "total_error"))
+
+
+def _num_params(config, train_ds) -> int:
+  model = launch.create_model(config.model, train_ds.num_classes)
+  variables = jax.eval_shape(lambda: models.init_variables(
+      model, jax.random.key(0), train_ds.x[:1]))
+  params, _ = training.split_variables(variables)
+  return sum(x.size for x in jax.tree.leaves(params))
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -124,8 +148,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   except (ValueError, TypeError) as e:
     raise ValueError(f"config.optimizer: {e}") from e
   for name, method in config.methods.items():
+    if calibrated.is_calibrated(method):
+      method = dict(method, threshold=1.0)
+      if not 0 < method.pop("volume_ratio", 0) <= 1:
+        raise ValueError(f"config.methods.{name}: threshold='calibrated' "
+                         "needs volume_ratio in (0, 1]")
     try:
-      build_compressor(method, 1000, config.num_steps, "data")
+      build_compressor(method, 1000, config.num_steps, "data",
+                       lambda ratio: 1.0)
     except (ValueError, TypeError) as e:
       raise ValueError(f"config.methods.{name}: {e}") from e
 
@@ -134,8 +164,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Runs every method of ``config.methods``; returns ``{method: records}``."""
   validate_config(config)
   train_ds, test_ds = launch.load_dataset(config.dataset)
-  runs = {name: train_method(name, method, config, workdir, train_ds, test_ds)
-          for name, method in config.methods.items()}
+
+  def pilot(lam, ratio):
+    name = os.path.join("calibration", f"ratio={ratio:g}", f"lambda={lam!r}")
+    method = {"name": "hard_threshold", "threshold": lam}
+    return train_method(name, method, config, workdir, train_ds, test_ds)
+
+  calibrator = calibrated.Calibrator(
+      pilot, workdir, num_params=_num_params(config, train_ds),
+      num_steps=config.num_steps, num_devices=config.num_devices,
+      start=config.get("calibration_start", 0.0),
+      rtol=config.get("calibration_rtol", 0.02))
+  runs = {}
+  for name, method in config.methods.items():
+    if calibrated.is_calibrated(method):
+      ratio = method["volume_ratio"]
+      runs[name] = calibrator.calibrate(ratio)[1]
+      calibrator.write(os.path.join(workdir, name), ratio)
+    else:
+      runs[name] = train_method(name, method, config, workdir, train_ds,
+                                test_ds, calibrator.threshold)
   training.write_summary(
       workdir, {k: [v] for k, v in runs.items()}, COLUMNS, plots=PLOTS,
       target=config.get("target_accuracy"), target_keys=("step", "bytes_sent"),

@@ -22,86 +22,25 @@ vs uplink bytes with seed bands, mechanism metrics vs rounds) into ``--out``.
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any, Mapping, Sequence
 
 from absl import app
 from absl import flags
 import numpy as np
-from scipy import stats
 
-from sparsejax import training
+from experiments.reporting import ACC
+from experiments.reporting import evaluated
+from experiments.reporting import final_accuracy
+from experiments.reporting import load_runs
+from experiments.reporting import mean_std
+from experiments.reporting import Runs
+from experiments.reporting import split_incomplete
+from experiments.reporting import t_interval
 
-ACC = "test_accuracy"
 TO_TARGET_KEYS = ("round", "uplink_bytes", "total_bytes")
 MECHANISM = ("residual_norm", "grad_mismatch", "train_loss")
 
-Runs = Mapping[str, Mapping[str, Sequence[dict]]]  # method -> seed -> records
-
-
-def load_runs(roots: Sequence[str]) -> dict[str, dict[str, list[dict]]]:
-  """``{method: {seed: records}}`` of every ``<root>/<seed>/<method>``.
-
-  Raises:
-    FileNotFoundError: a root is missing or holds no run.
-    ValueError: two roots hold the same method and seed.
-  """
-  runs: dict[str, dict[str, list[dict]]] = {}
-  for root in roots:
-    if not os.path.isdir(root):
-      raise FileNotFoundError(f"--roots: {root} is not a directory")
-    found = False
-    for seed in sorted(os.listdir(root)):
-      seed_dir = os.path.join(root, seed)
-      if not os.path.isdir(seed_dir):
-        continue
-      for method in sorted(os.listdir(seed_dir)):
-        path = os.path.join(seed_dir, method)
-        if not os.path.isfile(os.path.join(path, "metrics.jsonl")):
-          continue
-        if seed in runs.get(method, {}):
-          raise ValueError(f"method {method!r} seed {seed!r} is in two roots "
-                           f"(the second: {root}); give each once")
-        runs.setdefault(method, {})[seed] = training.read_metrics(path)
-        found = True
-    if not found:
-      raise FileNotFoundError(
-          f"--roots: {root} holds no <seed>/<method>/metrics.jsonl")
-  return runs
-
-
-def split_incomplete(runs: Runs) -> tuple[dict, list[str]]:
-  """Runs whose last round is the largest of all, and the others' names.
-
-  A run still in progress (or stopped) has fewer rounds: its final accuracy
-  and to-target rounds would not compare, so it is left out (and named).
-  """
-  last = max(recs[-1]["round"] for seeds in runs.values()
-             for recs in seeds.values() if recs)
-  complete, left_out = {}, []
-  for method, seeds in runs.items():
-    for seed, recs in seeds.items():
-      if recs and recs[-1]["round"] == last:
-        complete.setdefault(method, {})[seed] = recs
-      else:
-        left_out.append(f"{method}/{seed} ({recs[-1]['round'] if recs else 0}"
-                        f" of {last} rounds)")
-  return complete, left_out
-
-
-def evaluated(records: Sequence[dict]) -> list[dict]:
-  """The records with a finite test accuracy, in round order."""
-  return [r for r in records
-          if r.get(ACC) is not None and math.isfinite(r[ACC])]
-
-
-def final_accuracy(records: Sequence[dict]) -> float:
-  """Test accuracy of the last evaluated round."""
-  ev = evaluated(records)
-  if not ev:
-    raise ValueError("a run has no evaluated round (no test_accuracy)")
-  return ev[-1][ACC]
 
 
 def first_reach(records: Sequence[dict], target: float) -> dict | None:
@@ -114,15 +53,6 @@ def first_reach(records: Sequence[dict], target: float) -> dict | None:
     if r[ACC] >= target:
       return {k: r[k] for k in TO_TARGET_KEYS}
   return None
-
-
-def mean_std(values: Sequence[float]) -> dict[str, Any]:
-  """Mean, std (ddof=1; 0 for one value) and count; ``None`` mean if empty."""
-  v = np.asarray(values, float)
-  if v.size == 0:
-    return {"mean": None, "std": None, "n": 0}
-  return {"mean": float(v.mean()),
-          "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
 
 
 def paired(treatment: Mapping[str, dict | None],
@@ -152,10 +82,7 @@ def paired(treatment: Mapping[str, dict | None],
   out = dict(mean_std(diffs), diffs=diffs, seeds=len(seeds), faster=faster,
              slower=slower, ties=ties, neither=neither, censored=censored,
              ci95=None)
-  if len(diffs) >= 3:
-    half = (stats.t.ppf(0.975, len(diffs) - 1) * out["std"]
-            / math.sqrt(len(diffs)))
-    out["ci95"] = [out["mean"] - half, out["mean"] + half]
+  out["ci95"] = t_interval(diffs)
   return out
 
 
@@ -409,13 +336,17 @@ def write_report(roots: Sequence[str], out: str,
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("roots", None, "Directories of <seed>/<method> runs.")
-flags.DEFINE_string("out", None, "Output directory.")
-flags.DEFINE_list("fractions", ["0.5", "0.6", "0.7"],
-                  "Targets as fractions of FedAvg's final accuracy.")
-flags.DEFINE_string("baseline", "fedavg", "Method defining the targets.")
-flags.DEFINE_string("treatment", "sapef", "Paired difference: this ...")
-flags.DEFINE_string("control", "ef", "... minus this.")
+
+
+def define_flags():
+  """The command line (defined at run time: report modules share names)."""
+  flags.DEFINE_list("roots", None, "Directories of <seed>/<method> runs.")
+  flags.DEFINE_string("out", None, "Output directory.")
+  flags.DEFINE_list("fractions", ["0.5", "0.6", "0.7"],
+                    "Targets as fractions of FedAvg's final accuracy.")
+  flags.DEFINE_string("baseline", "fedavg", "Method defining the targets.")
+  flags.DEFINE_string("treatment", "sapef", "Paired difference: this ...")
+  flags.DEFINE_string("control", "ef", "... minus this.")
 
 
 def main(argv):
@@ -432,4 +363,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

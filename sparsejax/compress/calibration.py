@@ -53,8 +53,8 @@ class Calibration(NamedTuple):
 def calibrate_threshold(run_volume: Callable[[float], object], target: float,
                         *, lo: float, hi: float, rtol: float = 0.02,
                         max_iters: int = 20,
-                        cache_path: str | os.PathLike | None = None
-                        ) -> Calibration:
+                        cache_path: str | os.PathLike | None = None,
+                        widen: bool = False) -> Calibration:
   """The constant threshold whose run spends ``target`` within ``rtol``.
 
   Args:
@@ -71,6 +71,10 @@ def calibrate_threshold(run_volume: Callable[[float], object], target: float,
     cache_path: JSON file of pilots keyed by threshold, read if it exists
       and written after every new pilot; use one file per setup (model, data,
       seed, steps, compressor arguments): a cached pilot is never rerun.
+    widen: when ``[lo, hi]`` does not bracket the target, move the bound
+      that misses by factors of 4 (each move a pilot, counted in
+      ``max_iters``) instead of raising: for a first guess such as
+      ``lo, hi = lam0 / 2, 2 * lam0``.
 
   Returns:
     A :class:`Calibration`; its ``history`` holds every pilot consulted.
@@ -119,12 +123,28 @@ def calibrate_threshold(run_volume: Callable[[float], object], target: float,
   for p in (low, high):
     if done(p):
       return result(p)
+  while widen and max_iters > 0 and (low.volume < target
+                                     or high.volume > target):
+    max_iters -= 1
+    if low.volume < target:   # lambda too large even at lo: go lower
+      high, low = low, pilot(low.threshold / 4)
+      found = low
+    else:
+      low, high = high, pilot(high.threshold * 4)
+      found = high
+    if done(found):
+      return result(found)
   if low.volume < target:
     raise ValueError(f"target volume {target:g} is above the volume at "
-                     f"lo={lo:g} ({low.volume:g}): lower lo")
+                     f"lo={low.threshold:g} ({low.volume:g}): lower lo"
+                     + (" or raise max_iters" if widen else
+                        " (or pass widen=True)"))
   if high.volume > target:
     raise ValueError(f"target volume {target:g} is below the volume at "
-                     f"hi={hi:g} ({high.volume:g}): raise hi")
+                     f"hi={high.threshold:g} ({high.volume:g}): raise hi"
+                     + (" or raise max_iters" if widen else
+                        " (or pass widen=True)"))
+  lo, hi = low.threshold, high.threshold
   for p in cache.between(lo, hi):  # earlier pilots narrow the bracket
     history.append(p)
     if done(p):

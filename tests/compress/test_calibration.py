@@ -86,6 +86,29 @@ def test_target_outside_the_bracket_says_which_bound_to_move():
     sj.calibrate_threshold(pilot, 10.0, lo=1.0, hi=100.0)
 
 
+@pytest.mark.parametrize("target", [1e7, 10.0, 2e3])
+def test_widen_moves_the_missing_bound_from_a_first_guess(target):
+  pilot = CountingPilot()                        # volume(1) = 1e6
+  cal = sj.calibrate_threshold(pilot, target, lo=0.5, hi=2.0, widen=True)
+  assert abs(cal.volume - target) <= 0.02 * target
+  # Widening moves one bound by 4x per pilot: the lambdas tried before the
+  # bracket closes form a geometric walk away from the first guess.
+  away = pilot.calls[2:]
+  steps = [b / a for a, b in zip(away, away[1:])]
+  walk = next((i for i, r in enumerate(steps) if r not in (4.0, 0.25)),
+              len(steps))
+  assert all(r == steps[0] for r in steps[:walk])
+  # Without widen the same guess is refused, naming the bound and the flag.
+  with pytest.raises(ValueError, match="widen=True"):
+    sj.calibrate_threshold(CountingPilot(), target, lo=0.5, hi=2.0)
+
+
+def test_widen_still_stops_at_max_iters():
+  with pytest.raises(ValueError, match="lower lo or raise max_iters"):
+    sj.calibrate_threshold(CountingPilot(), 1e12, lo=0.5, hi=2.0, widen=True,
+                           max_iters=3)
+
+
 def test_gives_up_loudly_with_the_closest_pilot(tmp_path):
   def step(lam):  # the volume jumps over the target: no lambda matches it
     return 2e4 if lam < 3.0 else 5e3

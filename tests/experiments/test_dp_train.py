@@ -1,5 +1,6 @@
 """End-to-end dp_train on the smoke config: outputs and exact resume."""
 
+import json
 import os
 
 import numpy as np
@@ -62,3 +63,39 @@ def test_bad_config_fails_at_start_naming_the_option(tmp_path, change,
   with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
   assert not os.listdir(tmp_path)   # nothing was started
+
+
+@pytest.mark.slow
+def test_calibrated_constant_threshold_matches_top_k_volume(tmp_path):
+  config = smoke.get_config()
+  config.methods = {
+      "ef_top_k_global": {"name": "top_k", "ratio": 0.05, "scope": "global"},
+      "calibrated": {"name": "hard_threshold", "threshold": "calibrated",
+                     "volume_ratio": 0.05},
+      "budgeted": {"name": "hard_threshold", "budget_ratio": 0.05,
+                   "initial_threshold": "calibrated"}}
+  config.calibration_rtol = 0.05
+  runs = train.train_and_evaluate(config, str(tmp_path))
+  target = runs["ef_top_k_global"][-1]["elements_sent"]
+  info = json.loads((tmp_path / "calibrated" / "calibration.json").read_text())
+  assert info["target_elements"] == target
+  sent = runs["calibrated"][-1]["elements_sent"]
+  assert abs(sent - target) <= 0.05 * target
+  assert info["elements_sent"] == sent
+  # The method's run is the chosen pilot's, which is a constant threshold.
+  pilot_dir = (tmp_path / "calibration" / "ratio=0.05" /
+               f"lambda={info['threshold']!r}")
+  assert training.read_metrics(pilot_dir) == runs["calibrated"]
+  assert len(info["pilots"]) >= 2
+  # The budgeted rule never exceeds the same total.
+  assert runs["budgeted"][-1]["elements_sent"] <= target
+  # A rerun resumes every pilot from the cache and reruns none.
+  again = train.train_and_evaluate(config, str(tmp_path))
+  assert again["calibrated"] == runs["calibrated"]
+
+
+def test_calibrated_method_needs_a_volume_ratio(tmp_path):
+  config = smoke.get_config()
+  config.methods = {"c": {"name": "hard_threshold", "threshold": "calibrated"}}
+  with pytest.raises(ValueError, match="methods.c.*volume_ratio"):
+    train.train_and_evaluate(config, str(tmp_path))
