@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT="${1:-/tmp/sahu}"
 SEEDS="${SEEDS:-0 1 2}"
 RATIOS="${RATIOS:-0.001 0.0005}"
-CONFIG=experiments/dp_train/configs/sahu_mnist.py
+CONFIG="${CONFIG:-experiments/dp_train/configs/sahu_mnist.py}"
 dense=""
 for ratio in $RATIOS; do
   start=0.0

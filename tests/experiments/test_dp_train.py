@@ -1,5 +1,6 @@
 """End-to-end dp_train on the smoke config: outputs and exact resume."""
 
+import importlib
 import json
 import os
 
@@ -99,3 +100,20 @@ def test_calibrated_method_needs_a_volume_ratio(tmp_path):
   config.methods = {"c": {"name": "hard_threshold", "threshold": "calibrated"}}
   with pytest.raises(ValueError, match="methods.c.*volume_ratio"):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["sahu_mnist", "sahu_cifar10_cpu",
+                                  "sahu_cifar10_resnet18"])
+@pytest.mark.parametrize("arg", ["0.001", "0.0005,no_dense"])
+def test_sahu_configs_validate_and_match_top_k_volume(name, arg):
+  module = importlib.import_module(f"experiments.dp_train.configs.{name}")
+  config = module.get_config(arg)
+  train.validate_config(config)        # every method builds, no data read
+  ratio = float(arg.split(",")[0])
+  assert ("dense" in config.methods) == ("no_dense" not in arg)
+  # Every compressed method is tied to top-k(ratio)'s volume.
+  assert config.methods.ef_top_k_global.ratio == ratio
+  assert config.methods.ef_threshold_calibrated.volume_ratio == ratio
+  assert config.methods.ef_budgeted_calibrated.budget_ratio == ratio
+  with pytest.raises(ValueError, match="no_dense"):
+    module.get_config("0.001,dense")
