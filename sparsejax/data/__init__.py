@@ -19,6 +19,8 @@ from sparsejax.data.idx import load_fashion_mnist
 from sparsejax.data.idx import load_mnist
 from sparsejax.data.idx import read_idx
 from sparsejax.data.loader import DATASET_NAMES
+from sparsejax.data.loader import SOURCES
+from sparsejax.data.loader import check_source
 from sparsejax.data.loader import load_dataset
 from sparsejax.data.paths import resolve_cache_dir
 from sparsejax.data.paths import resolve_data_dir
@@ -33,9 +35,11 @@ __all__ = [
     "DATASET_NAMES",
     "Dataset",
     "NORMALIZATION",
+    "SOURCES",
     "batch_at",
     "batches",
     "build_vocab",
+    "check_source",
     "token_ids",
     "femnist_writers",
     "load_ag_news",

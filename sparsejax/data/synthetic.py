@@ -13,7 +13,8 @@ error falls quickly with ``class_sep``; the default (10 classes, 28x28x1,
 The arrays are already zero-mean and roughly unit-variance float32, so no
 further standardisation is applied. Labels are balanced (``i % num_classes``)
 and shuffled. Train and test share prototypes and differ in samples; the
-same arguments always give the same arrays.
+same arguments always give the same arrays. ``num_groups`` adds writer-like
+``groups`` (for the ``"groups"`` federated partition).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def load_synthetic(data_dir=None, split: str | None = None, *,
                    num_train: int = 2048, num_test: int = 512,
                    num_classes: int = 10, shape: tuple[int, ...] = (28, 28, 1),
                    class_sep: float = 8.0, noise: float = 1.0,
-                   smooth: float = 2.0, seed: int = 0):
+                   smooth: float = 2.0, seed: int = 0,
+                   num_groups: int | None = None):
   """Gaussian-cluster classification data (see module docstring).
 
   Args:
@@ -63,11 +65,15 @@ def load_synthetic(data_dir=None, split: str | None = None, *,
     noise: per-element noise std.
     smooth: blur of image prototypes in pixels (0 for none).
     seed: everything is a function of this seed.
+    num_groups: if set, every example gets a group id in ``[0, num_groups)``
+      (``Dataset.groups``, drawn uniformly at random), like FEMNIST's writers.
   """
   del data_dir
   splits = dataset_lib.check_split(split)
   if num_classes < 2:
     raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+  if num_groups is not None and num_groups < 1:
+    raise ValueError(f"num_groups must be None or >= 1, got {num_groups}")
   shape = tuple(int(s) for s in shape)
   protos = synthetic_prototypes(num_classes, shape, seed, class_sep, smooth)
   sizes = {"train": num_train, "test": num_test}
@@ -78,7 +84,9 @@ def load_synthetic(data_dir=None, split: str | None = None, *,
     y = rng.permutation(np.arange(n) % num_classes).astype(np.int32)
     x = protos[y] + np.float32(noise) * rng.standard_normal(
         (n, *shape), dtype=np.float32)
+    groups = (None if num_groups is None else
+              rng.integers(0, num_groups, n).astype(np.int32))
     if s in splits:
       out.append(dataset_lib.Dataset(x=x, y=y, num_classes=num_classes,
-                                     name="synthetic"))
+                                     name="synthetic", groups=groups))
   return tuple(out) if split is None else out[0]

@@ -109,8 +109,8 @@ def run_logged(
   Writes ``directory/metrics.jsonl``/``.csv``: one record per step whose
   ``step_fn`` returned one; a resumed run keeps the records up to its
   checkpoint (:class:`~sparsejax.training.MetricsWriter`). A progress line
-  every ``log_every`` steps (:class:`~sparsejax.training.Progress`) shows the
-  last record.
+  every ``log_every`` steps (:class:`~sparsejax.training.Progress`, at most
+  100 characters) shows the last record.
 
   Example::
 
@@ -127,7 +127,8 @@ def run_logged(
     checkpoint_every: checkpoint period in steps (the last step is saved).
     log_every: progress period in steps.
     unit: the word for a step in the progress lines (``"round"``).
-    progress_keys: the record keys shown in progress lines (``None``: all).
+    progress_keys: the record keys shown in progress lines, in this order
+      (``None``: all but the step); those that do not fit are left out.
     log_fn: receives the progress lines and the resume message.
 
   Returns:
@@ -145,8 +146,9 @@ def run_logged(
     del state
     if record is not None:
       writer.write(record)
-      if progress_keys is not None:
-        record = {k: v for k, v in record.items() if k in progress_keys}
+      keys = record if progress_keys is None else progress_keys
+      record = {k: record[k] for k in keys
+                if k in record and k not in writer.step_keys}
     progress.update(done, record)
 
   run_with_checkpoints(state, step_fn, num_steps, checkpointer,

@@ -7,13 +7,16 @@ Example::
     state, metrics = train_step(state, batch)
     progress.update(step + 1, {"loss": metrics["loss"]})
 
-logs lines such as::
+logs one short line per report (at most ``max_width`` characters, 100 by
+default: metrics that do not fit are left out of the line)::
 
-  step 300/1000 (30.0%) | 52.1 steps/s | elapsed 5.8s | ETA 13s | loss=0.3125
+  step  300/1000 | 52.1 steps/s | ETA 13s | loss=0.3125 acc=0.9062
 
-The rate is measured over the steps since the previous report, so the first
-report (which includes JIT compilation) does not distort later ETAs. Metric
-values may be JAX arrays; they are only converted when a line is logged.
+The rate is measured over the steps since the previous report, and never
+counts the first step of the process (JIT compilation), so the first ETA is
+not inflated by compile time. Metric values may be JAX arrays; they are only
+converted when a line is logged. Long metric names are shortened
+(:data:`SHORT_NAMES`).
 """
 
 from __future__ import annotations
@@ -43,12 +46,29 @@ def format_duration(seconds: float) -> str:
   return f"{hours}h{minutes:02d}m"
 
 
+#: Short names of the usual metrics in progress lines.
+SHORT_NAMES = {
+    "train_loss": "loss", "accuracy": "train_acc", "test_accuracy": "acc",
+    "test_loss": "test_loss", "uplink_bytes": "up", "downlink_bytes": "down",
+    "total_bytes": "bytes", "bytes_sent": "bytes", "residual_norm": "|e|",
+    "personal_accuracy": "personal", "global_accuracy": "global",
+}
+
+
 def format_metrics(metrics: Mapping[str, Any] | None) -> str:
   """Compact ``key=value`` string: 4 significant digits, bytes readable."""
+  return " ".join(_metric_parts(metrics))
+
+
+def _metric_parts(metrics: Mapping[str, Any] | None,
+                  names: Mapping[str, str] | None = None) -> list[str]:
+  """``name=value`` of each metric (see :func:`format_metrics`); ``names``
+  renames keys (a key with "bytes" is shown in bytes under any name)."""
   if not metrics:
-    return ""
+    return []
   parts = []
-  for k, v in metrics.items():
+  for key, v in metrics.items():
+    k = (names or {}).get(key, key)
     if isinstance(v, str):
       parts.append(f"{k}={v}")
       continue
@@ -61,13 +81,13 @@ def format_metrics(metrics: Mapping[str, Any] | None) -> str:
     except Exception:  # pylint: disable=broad-except
       parts.append(f"{k}={v}")
       continue
-    if "bytes" in k.lower() and isinstance(x, (int, float)):
+    if "bytes" in key.lower() and isinstance(x, (int, float)):
       parts.append(f"{k}={format_bytes(x).replace(' ', '')}")
     elif isinstance(x, bool) or isinstance(x, int):
       parts.append(f"{k}={x}")
     else:
       parts.append(f"{k}={float(x):.4g}")
-  return " ".join(parts)
+  return parts
 
 
 def _format_rate(rate: float | None) -> str:
@@ -90,6 +110,8 @@ class Progress:
       previous report.
     unit: the word for a step (``"round"`` in federated loops).
     time_fn: clock, injectable for tests.
+    max_width: the longest line; metrics that would make it longer are left
+      out (they are in the metric files).
   """
 
   def __init__(
@@ -102,9 +124,12 @@ class Progress:
       every_secs: float | None = None,
       unit: str = "step",
       time_fn: Callable[[], float] = time.perf_counter,
+      max_width: int = 100,
   ):
     if every < 1:
       raise ValueError(f"every must be >= 1, got {every}")
+    if max_width < 40:
+      raise ValueError(f"max_width must be >= 40, got {max_width}")
     self.total = int(total)
     self.every = int(every)
     self.every_secs = every_secs
@@ -112,10 +137,10 @@ class Progress:
     self.unit = unit
     self._time = time_fn
     self.start_step = int(start)
-    self._t0 = self._time()
-    self._last_t = self._t0
+    self._last_t = self._time()
     self._last_step = self.start_step
     self.step = self.start_step
+    self.max_width = int(max_width)
     self.rate: float | None = None  # steps/s over the last report window
     self.last_line: str | None = None
 
@@ -134,6 +159,9 @@ class Progress:
       The logged line, or ``None`` if nothing was logged.
     """
     self.step = int(step)
+    if self.step == self.start_step + 1:
+      # The first step compiles: rates (and ETAs) start after it.
+      self._last_t, self._last_step = self._time(), self.step
     if not (force or self.should_report(self.step)):
       return None
     now = self._time()
@@ -141,7 +169,6 @@ class Progress:
     dsteps = self.step - self._last_step
     if dsteps > 0 and dt > 0:
       self.rate = dsteps / dt
-    elapsed = now - self._t0
     remaining = max(0, self.total - self.step)
     if remaining == 0:
       eta = 0.0
@@ -149,18 +176,17 @@ class Progress:
       eta = remaining / self.rate
     else:
       eta = math.inf
-    pct = 100.0 * self.step / self.total if self.total > 0 else 100.0
     width = len(str(self.total))
-    fields = [
-        f"{self.unit} {self.step:>{width}d}/{self.total} ({pct:.1f}%)",
+    line = " | ".join([
+        f"{self.unit} {self.step:>{width}d}/{self.total}",
         f"{_format_rate(self.rate)} {self.unit}s/s",
-        f"elapsed {format_duration(elapsed)}",
         f"ETA {format_duration(eta)}",
-    ]
-    m = format_metrics(metrics)
-    if m:
-      fields.append(m)
-    line = " | ".join(fields)
+    ])
+    sep = " | "
+    for part in _metric_parts(metrics, SHORT_NAMES):
+      if len(line) + len(sep) + len(part) <= self.max_width:
+        line += sep + part
+        sep = " "
     self._last_t = now
     self._last_step = self.step
     self.last_line = line
@@ -169,14 +195,17 @@ class Progress:
 
 
 _NOISY_INFO = ("orbax", "xla_bridge")  # checkpoint chatter, backend probes
+_BACKEND_PROBE = "Unable to initialize backend"
 
 
 def quiet_checkpoint_logs() -> None:
-  """Drops the INFO records of orbax (they drown progress) and of JAX's
-  backend probe ("Unable to initialize backend 'tpu'") from absl logging."""
+  """Drops the INFO records of orbax (they drown progress) and JAX's backend
+  probe ("Unable to initialize backend 'tpu'", any level) from absl logging."""
   class _DropOrbaxInfo(logging_lib.Filter):
 
     def filter(self, record):
+      if _BACKEND_PROBE in str(record.msg):
+        return False
       return record.levelno > logging_lib.INFO or not any(
           name in record.pathname for name in _NOISY_INFO)
 

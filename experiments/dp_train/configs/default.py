@@ -1,10 +1,37 @@
 """Embedded default: MLP on the synthetic dataset, 8 devices, 4 methods.
 
 Dense SGD, EF top-k 1% per layer, EF global top-k 1%, and Sahu's hard
-threshold volume-matched to top-k 1%, all with the same optimizer.
+threshold volume-matched to top-k 1%, all with the same optimizer. Runs
+offline (generated data). ``FIELD_HELP``: the meaning of every field
+(``--help`` shows it).
 """
 
 import ml_collections
+from ml_collections import config_dict
+
+FIELD_HELP = {
+    "dataset": "The data (sparsejax.data.load_dataset).",
+    "dataset.name": "Dataset: synthetic, mnist, fashion_mnist, cifar10, "
+                    "femnist, ag_news (emnist with source=tfds).",
+    "dataset.source": "Where data comes from: files (offline copies in "
+                      "data_dir), tfds (download) or synthetic (generated).",
+    "dataset.data_dir": "Offline copies (files) or tfds data directory; "
+                        "None: $SPARSEJAX_DATA_DIR, else ../shared/data.",
+    "dataset.kwargs": "Loader options, e.g. num_train, shape, class_sep.",
+    "model": "Model: name and kwargs of sparsejax.models.create_model.",
+    "optimizer": "Optimizer after the compressor: name (optax), "
+                 "learning_rate, schedule, kwargs.",
+    "methods": "Methods compared, name -> compressor config "
+               "(error_feedback: False for none).",
+    "num_devices": "Data-parallel devices (forced host devices on CPU).",
+    "batch_size": "Global batch size (a multiple of num_devices).",
+    "num_steps": "Training steps per method.",
+    "log_every": "Steps between metric records and progress lines.",
+    "eval_every": "Steps between test-set evaluations.",
+    "checkpoint_every": "Steps between checkpoints (resume point).",
+    "target_accuracy": "Test accuracy of the steps/bytes-to-target table.",
+    "seed": "Seed of initialisation and data order.",
+}
 
 
 def methods(ratio=0.01):
@@ -21,7 +48,8 @@ def methods(ratio=0.01):
 def get_config():
   config = ml_collections.ConfigDict()
   config.dataset = ml_collections.ConfigDict(
-      {"name": "synthetic",
+      {"name": "synthetic", "source": "synthetic",
+       "data_dir": config_dict.placeholder(str),  # None; settable by flag
        "kwargs": {"num_train": 8192, "num_test": 2048, "shape": (16, 16, 1),
                   "class_sep": 4.0}})
   config.model = ml_collections.ConfigDict(

@@ -28,7 +28,7 @@ from experiments.federated.configs import sapef_common
 
 
 def get_config(arg: str | None = None):
-  config = default.get_config()
+  config = default.base_config()
   config.seed = 0
   config.dataset.name = "cifar10"
   config.partition.update(scheme="dirichlet", num_clients=100, alpha=0.1)

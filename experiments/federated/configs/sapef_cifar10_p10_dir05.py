@@ -23,7 +23,7 @@ from experiments.federated.configs import sapef_common
 
 def get_config(arg: str | None = None, clients_per_round: int = 10,
                dirichlet: float = 0.5):
-  config = default.get_config()
+  config = default.base_config()
   config.seed = 42
   config.dataset.name = "cifar10"
   config.partition.update(scheme="dirichlet", num_clients=100,

@@ -31,7 +31,7 @@ from experiments.federated.configs import sapef_common
 
 
 def get_config(arg: str | None = None):
-  config = default.get_config()
+  config = default.base_config()
   config.seed = 0
   config.dataset.name = "femnist"
   config.partition.update(scheme="groups", num_clients=100)

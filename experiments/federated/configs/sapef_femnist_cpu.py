@@ -16,7 +16,7 @@ from experiments.federated.configs import default
 
 
 def get_config():
-  config = default.get_config()
+  config = default.base_config()
   config.dataset.name = "femnist"
   config.partition.update(scheme="groups", num_clients=100)
   config.model.kwargs = {"features": (200,)}
