@@ -31,6 +31,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
+    # A local MathJax 3 (the [docs] extra): copied to _static/mathjax and set
+    # as mathjax_path, so the maths renders offline, without a CDN.
+    "sphinx-mathjax-offline",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
 ]

@@ -1,11 +1,13 @@
 """Executes notebooks with nbclient; exits non-zero if a cell fails.
 
-Usage: python docs/run_notebook.py [NOTEBOOK ...] [--out DIR]
+Usage: python docs/run_notebook.py [NOTEBOOK ...] [--out DIR | --inplace]
 
 Default: notebooks/quickstart.ipynb. Each notebook runs in its own folder with
 the repository root on PYTHONPATH (so an uninstalled checkout imports), and
 the executed copy, outputs included, is written to DIR (default
-docs/_build/notebooks); the committed notebook is left untouched.
+docs/_build/notebooks); the committed notebook is left untouched. With
+``--inplace`` the outputs are written back into the notebook instead (how the
+committed notebook gets its outputs: run it so after changing it).
 """
 
 import argparse
@@ -46,6 +48,8 @@ def main() -> int:
                       default=[ROOT / "notebooks" / "quickstart.ipynb"])
   parser.add_argument("--out", type=pathlib.Path,
                       default=ROOT / "docs" / "_build" / "notebooks")
+  parser.add_argument("--inplace", action="store_true",
+                      help="write the outputs into the notebook itself")
   parser.add_argument("--timeout", type=int, default=600,
                       help="seconds allowed per cell")
   args = parser.parse_args()
@@ -53,7 +57,8 @@ def main() -> int:
   for path in args.notebooks:
     path = path.resolve()
     try:
-      seconds = run(path, args.out, args.timeout)
+      seconds = run(path, path.parent if args.inplace else args.out,
+                    args.timeout)
       print(f"{path.relative_to(ROOT)}: ok in {seconds:.1f} s")
     except nbclient.exceptions.CellExecutionError as e:
       print(f"{path.relative_to(ROOT)}: FAILED\n{e}", file=sys.stderr)

@@ -4,7 +4,8 @@ Sizes are kept in :class:`~sparsejax.compress.bitcount.BitCount` (exact
 64-bit). Every state type that has statistics to report implements
 :class:`ReportsCommStats`; :func:`comm_stats` finds such nodes anywhere in an
 optax state and combines them, without knowing their types. Everything here
-is jit-safe.
+is jit-safe, except ``comm_stats(..., exact=True)``, which reads the counts on
+the host.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from sparsejax.compress.bitcount import BitCount
+from sparsejax.compress.bitcount import exact as exact_count
 from sparsejax.compress.messages import message_overflow
 from sparsejax.compress.messages import message_size
 
@@ -101,9 +104,7 @@ class CommCounters(NamedTuple):
   def comm_stats(self) -> dict[str, Any]:
     return {"steps": self.steps, "elements_sent": self.elements,
             "bits_sent": self.bits, "last_elements": self.last_elements,
-            "last_bits": self.last_bits,
-            "bytes_sent": self.bits.to_float() / 8,
-            "overflow": self.overflow}
+            "last_bits": self.last_bits, "overflow": self.overflow}
 
 
 def find_nodes(tree: Any, cls: type) -> list:
@@ -120,20 +121,77 @@ def _find(tree: Any, match: Callable[[Any], bool]) -> list:
   return found
 
 
-def comm_stats(state: Any) -> dict[str, jax.Array]:
+def _wraps_one_value(node: Any) -> bool:
+  """Whether ``node`` is a pytree node around one array at ``.value``.
+
+  flax ``nnx`` wraps every array of an optimizer's state so: the optax state
+  of ``nnx.Optimizer`` (``optimizer.opt_state``, or the optimizer itself)
+  holds ``OptArray`` and ``OptVariable`` s. Recognised by how the node
+  flattens, so the core need not import flax.
+  """
+  if isinstance(node, (tuple, list, dict)) or reports_comm_stats(node):
+    return False
+  leaves = jax.tree_util.tree_flatten_with_path(node)[0]
+  return (len(leaves) == 1
+          and leaves[0][0] == (jax.tree_util.GetAttrKey("value"),))
+
+
+def _unwrap_values(tree: Any) -> Any:
+  """``tree`` with every one-value wrapper (a flax ``nnx`` Variable) replaced
+  by the array it holds."""
+  return jax.tree.map(
+      lambda x: jax.tree.leaves(x)[0] if _wraps_one_value(x) else x, tree,
+      is_leaf=_wraps_one_value)
+
+
+def _not_found_message(state: Any) -> str:
+  message = "comm_stats: no sparsejax compressor state found in this state"
+  fields = set(CommCounters._fields)
+  if _find(state, lambda x: isinstance(x, Mapping) and fields <= set(x)):
+    message += (
+        "; it holds compressor counters as plain mappings, which have lost "
+        "their types (flax's nnx.state(optimizer) does this): pass "
+        "optimizer.opt_state, or the nnx.Optimizer itself")
+  return message
+
+
+def _on_host(value: Any) -> Any:
+  """A concrete statistic as Python numbers: ints for counts, else floats
+  (NumPy arrays of them for array-valued statistics)."""
+  if isinstance(value, BitCount):
+    return exact_count(value)
+  array = np.asarray(value)
+  if np.issubdtype(array.dtype, np.integer):
+    return int(array) if array.ndim == 0 else array.astype(object)
+  return float(array) if array.ndim == 0 else array
+
+
+def comm_stats(state: Any, exact: bool = False) -> dict[str, Any]:
   """Communication statistics found anywhere in an optax state.
 
   Combines the statistics of every node of ``state`` that implements
   :class:`ReportsCommStats` (e.g. several compressors under
   ``optax.partition``): each compressor's counters give ``steps`` (the
-  largest), ``elements_sent``, ``bits_sent``, ``bytes_sent``,
-  ``last_elements``, ``last_bits`` and ``overflow`` (summed); error feedback
-  adds its total error ``sum_t ||a_t - C(a_t)||^2``, ``residual_norm``,
-  ``nonfinite_steps`` (skipped steps) and ``internal_nonfinite_steps`` (of
-  those, the ones with a finite gradient); budgeted compressors add
-  ``budget_left`` (elements) and energy ledgers ``energy_joules`` /
-  ``last_energy_joules``. Counts are float32 here (jit-safe); the exact
-  integers are in the :class:`CommCounters` of the state (:func:`exact`).
+  largest), ``elements_sent``, ``bits_sent``, ``last_elements``,
+  ``last_bits`` and ``overflow`` (summed), and ``bytes_sent`` is
+  ``bits_sent / 8``; error feedback adds its total error
+  ``sum_t ||a_t - C(a_t)||^2``, ``residual_norm``, ``nonfinite_steps``
+  (skipped steps) and ``internal_nonfinite_steps`` (of those, the ones with a
+  finite gradient); budgeted compressors add ``budget_left`` (elements or
+  bits) and energy ledgers ``energy_joules`` / ``last_energy_joules``.
+
+  ``state`` may also be a flax ``nnx.Optimizer`` or its ``opt_state``, whose
+  arrays nnx wraps in Variables; not ``nnx.state(optimizer)``, which turns
+  the optax states into plain mappings and is refused with that advice.
+
+  Args:
+    state: an optax state (any pytree holding sparsejax states).
+    exact: ``False`` (jit-safe): every value is a float32 or int32 array,
+      counts included (float32 is exact up to ``2**24``). ``True``: every
+      count is an exact Python ``int`` (64-bit :class:`BitCount` counters
+      read on the host; a NumPy object array for per-client counts), floats
+      are Python floats, ``bytes_sent`` is the exact ``bits_sent / 8``; needs
+      concrete values, not under ``jit``.
 
   Example:
     >>> import jax.numpy as jnp, optax, sparsejax as sj
@@ -144,11 +202,20 @@ def comm_stats(state: Any) -> dict[str, jax.Array]:
     >>> s = sj.comm_stats(state)
     >>> int(s["elements_sent"]), int(s["bits_sent"]), float(s["total_error"])
     (1, 64, 5.0)
+    >>> s = sj.comm_stats(state, exact=True)
+    >>> s["elements_sent"], s["bits_sent"], s["bytes_sent"], s["steps"]
+    (1, 64, 8.0, 1)
 
   Raises:
-    ValueError: if no node of ``state`` reports statistics, or two node types
-      report one statistic under different rules.
+    ValueError: if no node of ``state`` reports statistics, two node types
+      report one statistic under different rules, or ``exact=True`` under
+      ``jit``.
   """
+  state = _unwrap_values(state)
+  if exact and any(isinstance(leaf, jax.core.Tracer)
+                   for leaf in jax.tree.leaves(state)):
+    raise ValueError("comm_stats(exact=True) reads the counts on the host: "
+                     "call it outside jit, or use exact=False (float32)")
   reported, rules = {}, {}
   for node in _find(state, reports_comm_stats):
     node_rules = getattr(type(node), "comm_stats_combine", {})
@@ -160,7 +227,7 @@ def comm_stats(state: Any) -> dict[str, jax.Array]:
                          f"{rules[name]!r}; use one rule per name")
       reported.setdefault(name, []).append(value)
   if not reported:
-    raise ValueError("no sparsejax compressor state found in this optax state")
+    raise ValueError(_not_found_message(state))
   stats = {}
   for name, values in reported.items():
     if rules[name] not in COMBINE:
@@ -169,6 +236,12 @@ def comm_stats(state: Any) -> dict[str, jax.Array]:
     if rules[name] != "sum" and isinstance(values[0], BitCount):
       raise ValueError(f"comm_stats: {name!r} is a BitCount, which only "
                        "combines by 'sum'")
-    value = COMBINE[rules[name]](values)
-    stats[name] = value.to_float() if isinstance(value, BitCount) else value
+    stats[name] = COMBINE[rules[name]](values)
+  if exact:
+    stats = {name: _on_host(value) for name, value in stats.items()}
+  else:
+    stats = {name: value.to_float() if isinstance(value, BitCount) else value
+             for name, value in stats.items()}
+  if "bits_sent" in stats:
+    stats["bytes_sent"] = stats["bits_sent"] / 8
   return stats

@@ -106,8 +106,16 @@ def exact(count: BitCount):
   """The exact value of a concrete :class:`BitCount` on the host.
 
   A Python ``int`` for a scalar count, a NumPy object array of ints for an
-  array of counts.
+  array of counts. The values of ``comm_stats(state)`` are float32 views, not
+  counts: ``comm_stats(state, exact=True)`` gives them as Python ints.
+
+  Raises:
+    TypeError: if ``count`` is not a :class:`BitCount`.
   """
+  if not isinstance(count, BitCount):
+    raise TypeError(
+        f"exact: count must be a BitCount, got {type(count).__name__}; for "
+        "the values of comm_stats(state) use comm_stats(state, exact=True)")
   hi, lo = np.asarray(count.hi), np.asarray(count.lo)
   if hi.ndim == 0 and lo.ndim == 0:
     return (int(hi) << 32) + int(lo)
