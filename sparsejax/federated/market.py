@@ -9,7 +9,18 @@ different architectures. Per round, for each of ``S`` sampled clients ``i``
 3. the server's rule (:func:`~sparsejax.federated.knowledge.market_targets`):
    similarity- and accuracy-weighted teachers give targets ``Q_i``;
 4. download ``Q_i`` (``N_ref * K`` values);
-5. ``E_d`` distillation steps on ``T^2 KL(Q_i || softmax(f_i(x) / T))``.
+5. ``E_d`` distillation steps on ``T^2 KL(Q_i || softmax(f_i(x) / T))``
+   over reference minibatches, plus ``private_weight`` times the
+   cross-entropy of a private minibatch (default 0: pure distillation).
+
+Choices (Du's paper leaves them open, ALGORITHMS.md section 5): the
+reference minibatches of a round walk one random order of the reference set,
+so ``E_d >= ceil(N_ref / distill_batch_size)`` steps use every reference
+example at least once (the experiment binary sets ``E_d`` from
+``distill_epochs``). The private cross-entropy term keeps a client anchored
+to its own labels while it imitates a teacher that knows other
+distributions; with ``private_weight = 0`` the distillation phase sees no
+private data, as in FedMD.
 
 ``method="fedmd"`` replaces step 3 by the one consensus ``Q = mean_j P_j``;
 ``method="local"`` stops after step 1 and communicates nothing. An upload
@@ -73,7 +84,8 @@ class _GroupFns(NamedTuple):
 
 @functools.cache  # markets with equal settings share the compiled functions
 def _group_fns(module, example_x, optimizer, local_steps, batch_size,
-               distill_steps, distill_batch_size, temperature, with_logits):
+               distill_steps, distill_batch_size, temperature, with_logits,
+               private_weight):
   model = classifier(module, example_x)
   apply = lambda p, x: module.apply({"params": p}, x, train=False)
 
@@ -87,24 +99,32 @@ def _group_fns(module, example_x, optimizer, local_steps, batch_size,
                                        batches)
     return params, jnp.mean(losses)
 
+  ce = lambda p, x, y, i: model.loss(p, {"x": x[i], "y": y[i]})[0]
+
   def train_one(params, row, size, key, x, y, x_ref):
     ids = local_batches(key, row, size, local_steps, batch_size)
-    params, loss = run(params, lambda p, i: model.loss(p, {"x": x[i],
-                                                           "y": y[i]})[0], ids)
+    params, loss = run(params, lambda p, i: ce(p, x, y, i), ids)
     logits = apply(params, x_ref) if with_logits else jnp.zeros((0,))
     return params, logits, loss
 
-  def distill_one(params, targets, key, x_ref):
+  def distill_one(params, targets, key, row, size, x, y, x_ref):
     n = x_ref.shape[0]
-    ids = local_batches(key, jnp.arange(n), n, distill_steps,
+    ref_key, private_key = jax.random.split(key)
+    ids = local_batches(ref_key, jnp.arange(n), n, distill_steps,
                         distill_batch_size)
-    return run(params, lambda p, i: distillation_loss(
-        apply(p, x_ref[i]), targets[i], temperature), ids)
+    kl = lambda p, i: distillation_loss(apply(p, x_ref[i]), targets[i],
+                                        temperature)
+    if not private_weight:
+      return run(params, kl, ids)
+    private = local_batches(private_key, row, size, distill_steps, batch_size)
+    return run(params, lambda p, b: kl(p, b[0]) + private_weight * ce(
+        p, x, y, b[1]), (ids, private))
 
   return _GroupFns(
       model,
       jax.jit(jax.vmap(train_one, in_axes=(0, 0, 0, 0, None, None, None))),
-      jax.jit(jax.vmap(distill_one, in_axes=(0, 0, 0, None))),
+      jax.jit(jax.vmap(distill_one,
+                       in_axes=(0, 0, 0, 0, 0, None, None, None))),
       jax.jit(jax.vmap(model.init)))
 
 
@@ -145,6 +165,32 @@ def client_accuracy(model: FederatedModel, params, data=None, *,
       chunk_size))
 
 
+def local_finetune(module: nn.Module, params, clients: ClientData, *,
+                   optimizer: optax.GradientTransformation, steps: int,
+                   batch_size: int, seed: int = 0):
+  """Every client's copy of ``params`` after ``steps`` local CE steps.
+
+  E.g. FedAvg's global model personalised with as many steps as a market
+  client distils. Returns the ``N`` fine-tuned params stacked (leading axis
+  ``N``), client ``i``'s minibatches drawn from its own data with key
+  ``fold_in(key(seed), i)``.
+  """
+  if steps < 1 or batch_size < 1:
+    raise ValueError(f"steps and batch_size must be >= 1, got {steps}, "
+                     f"{batch_size}")
+  x = jnp.asarray(clients.x)
+  fns = _group_fns(module, jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype),
+                   optimizer, steps, batch_size, 1, 1, 1.0, False, 0.0)
+  n = clients.num_clients
+  stacked = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), params)
+  key = jax.random.key(seed)
+  keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(n))
+  out, _, _ = fns.train(stacked, jnp.asarray(clients.padded_indices()),
+                        jnp.asarray(clients.sizes.astype(np.int32)), keys, x,
+                        jnp.asarray(clients.y), x[:1])
+  return out
+
+
 class Market:
   """Runs the market (or a baseline ``method``) over persistent personal models.
 
@@ -169,7 +215,8 @@ class Market:
                optimizer: optax.GradientTransformation,
                config: MarketConfig = MarketConfig(), local_steps: int = 5,
                batch_size: int = 32, distill_steps: int = 5,
-               distill_batch_size: int = 64, seed: int = 0):
+               distill_batch_size: int = 64, private_weight: float = 0.0,
+               seed: int = 0):
     """Checks the setup and initialises every client's model.
 
     Args:
@@ -183,14 +230,19 @@ class Market:
         each distillation phase.
       config: the server rule (:class:`MarketConfig`).
       local_steps, batch_size: ``E`` cross-entropy minibatch steps.
-      distill_steps, distill_batch_size: ``E_d`` distillation steps.
+      distill_steps, distill_batch_size: ``E_d`` distillation steps over
+        one random order of the reference set (cycled).
+      private_weight: weight ``>= 0`` of the cross-entropy of a private
+        minibatch (``batch_size``) added to each distillation step.
       seed: seeds the model inits, sampling and minibatches.
 
     Raises:
-      ValueError: bad groups or ``S``; reference labels missing, of the wrong
-        length, or naming classes no client holds.
+      ValueError: bad groups, ``S`` or ``private_weight``; reference labels
+        missing, of the wrong length, or naming classes no client holds.
     """
     self.config = config.check()
+    if not private_weight >= 0:
+      raise ValueError(f"private_weight must be >= 0, got {private_weight}")
     n = clients.num_clients
     ids = sorted(c for g in groups for c in g.clients)
     if ids != list(range(n)):
@@ -225,7 +277,8 @@ class Market:
         optimizer=optimizer,
         local_steps=local_steps, batch_size=batch_size,
         distill_steps=distill_steps, distill_batch_size=distill_batch_size,
-        temperature=config.temperature, with_logits=config.method != "local")
+        temperature=config.temperature, with_logits=config.method != "local",
+        private_weight=float(private_weight))
     self._fns = [fns(g.module) for g in self.groups]
     key = jax.random.key(seed)
     init_key = jax.random.fold_in(key, 0)
@@ -271,7 +324,13 @@ class Market:
         key, self.num_clients, (self.clients_per_round,), replace=False)))
 
   def step(self) -> dict[str, Any]:
-    """One round; returns its metrics (exact cumulative bits, bytes)."""
+    """One round; returns its metrics.
+
+    ``train_loss``, ``distill_loss``, the accepted clients' mean
+    ``reference_accuracy``, ``fedmd_distance`` (how far their targets are
+    from the FedMD mean) and ``weight_entropy`` (see :func:`market_targets`),
+    ``participants``, ``excluded``, exact cumulative bits and bytes.
+    """
     rnd = self.round
     sampled = self.sample(rnd)
     train_key, distill_key = jax.random.split(
@@ -354,17 +413,20 @@ class Market:
       if keep.any():  # else nobody to distil (e.g. the group's uploads failed)
         keys = jax.vmap(lambda c: jax.random.fold_in(distill_key, c))(
             jnp.asarray(group_ids))
-        distilled, loss = self._fns[g].distill(new, targets[sl], keys,
-                                               self._x_ref)
+        distilled, loss = self._fns[g].distill(
+            new, targets[sl], keys, self._rows[group_ids],
+            self._sizes[group_ids], self._x, self._y, self._x_ref)
         new = jax.tree.map(lambda d, t: jnp.where(
             keep.reshape((-1,) + (1,) * (d.ndim - 1)), d, t), distilled, new)
         dloss.append(np.asarray(loss)[keep])
       params[g] = _scatter(params[g], pos, new)
-    nan = float("nan")
+    mean = lambda key: (float(np.asarray(out[key])[valid].mean())
+                        if valid.any() else float("nan"))
     metrics = {"distill_loss": float(np.mean(np.concatenate(dloss)))
-               if valid.any() else nan,
-               "reference_accuracy": float(np.asarray(out["accuracy"])[valid]
-                                           .mean()) if valid.any() else nan,
+               if valid.any() else float("nan"),
+               "reference_accuracy": mean("accuracy"),
+               "fedmd_distance": mean("fedmd_distance"),
+               "weight_entropy": mean("weight_entropy"),
                "participants": int(real.sum()),
                "excluded": int((real & ~valid).sum())}
     return metrics, up, down, valid

@@ -68,22 +68,26 @@ def _np_similarity(p, kind, tau):
   return out
 
 
-def _np_weights(s, acc, valid, beta, gamma, top_m, include_self):
+def _np_weights(s, acc, valid, rule, beta, gamma, top_m, include_self,
+                teacher_tau=0.05):
   c = s.shape[0]
   w = np.zeros((c, c))
   for i in range(c):
     cand = [j for j in range(c) if valid[j] and (include_self or j != i)]
     cand = sorted(cand, key=lambda j: -s[i, j])[:top_m or c]
     for j in cand:
-      w[i, j] = s[i, j]**beta * acc[j]**gamma
+      score = (s[i, j]**beta if rule == "power"
+               else np.exp(s[i, j] / teacher_tau))
+      w[i, j] = score * acc[j]**gamma
     w[i] = w[i] / w[i].sum()
   return w
 
 
+@pytest.mark.parametrize("rule", ["power", "softmax"])
 @pytest.mark.parametrize("kind", ["cosine", "js"])
 @pytest.mark.parametrize("top_m,include_self", [(None, False), (2, False),
                                                 (2, True), (None, True)])
-def test_similarity_and_weights_match_numpy(kind, top_m, include_self):
+def test_similarity_and_weights_match_numpy(rule, kind, top_m, include_self):
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(5, 7, 3)) * 2
   p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
@@ -92,9 +96,9 @@ def test_similarity_and_weights_match_numpy(kind, top_m, include_self):
   s = np.asarray(kn.similarity_matrix(jnp.asarray(p), kind, tau=0.3))
   np.testing.assert_allclose(s, _np_similarity(p, kind, 0.3), rtol=1e-5)
   w = kn.teacher_weights(jnp.asarray(s), jnp.asarray(acc), jnp.asarray(valid),
-                         beta=2.0, gamma=0.5, top_m=top_m,
-                         include_self=include_self)
-  ref = _np_weights(s, acc, valid, 2.0, 0.5, top_m, include_self)
+                         rule=rule, beta=2.0, teacher_tau=0.1, gamma=0.5,
+                         top_m=top_m, include_self=include_self)
+  ref = _np_weights(s, acc, valid, rule, 2.0, 0.5, top_m, include_self, 0.1)
   np.testing.assert_allclose(w, ref, rtol=1e-5, atol=1e-7)
   np.testing.assert_allclose(np.sum(w, 1), 1.0, rtol=1e-6)
   assert np.all(np.asarray(w)[:, 2] == 0)  # the invalid client teaches nobody
@@ -116,6 +120,82 @@ def test_market_targets_defaults_and_fedmd_mean():
   md = kn.market_targets(z, valid, y, fed.MarketConfig(method="fedmd"))
   for i in range(4):
     np.testing.assert_allclose(md["targets"][i], p[:3].mean(0), rtol=1e-5)
+
+
+def test_softmax_rule_is_stable_and_checked():
+  sim = jnp.array([[1.0, 0.9, 0.2], [0.9, 1.0, 0.3], [0.2, 0.3, 1.0]])
+  acc = jnp.ones(3)
+  w = kn.teacher_weights(sim, acc, jnp.ones(3, bool), rule="softmax",
+                         teacher_tau=1e-4)  # exp(0.7 / 1e-4) would overflow
+  np.testing.assert_allclose(w, [[0, 1, 0], [1, 0, 0], [0, 1, 0]], atol=1e-6)
+  with pytest.raises(ValueError, match="rule must be one of"):
+    kn.teacher_weights(sim, acc, jnp.ones(3, bool), rule="max")
+  with pytest.raises(ValueError, match="teacher_rule must be one of"):
+    fed.MarketConfig(teacher_rule="top").check()
+  with pytest.raises(ValueError, match="teacher_tau must be > 0"):
+    fed.MarketConfig(teacher_tau=0.0).check()
+
+
+def _clustered_logits(seed=0, clients=8, rows=200, classes=4):
+  """Two clusters of clients, mostly trained on classes {0, 1} or {2, 3}.
+
+  Every client has learnt the task a little (logit +2 on the true class) and
+  favours its cluster's classes (+1.5); clients differ by independent noise.
+  As measured on CIFAR-10, cosine similarities are all high (0.78-1 inside a
+  cluster, 0.56-0.62 across), so ``S^beta acc^gamma`` is nearly uniform.
+  """
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, classes, rows)
+  z = rng.normal(0.0, 1.0, (clients, rows, classes))
+  z += 2.0 * (labels[:, None] == np.arange(classes))
+  for c in range(clients):
+    own = [0, 1] if c < clients // 2 else [2, 3]
+    z[c][:, own] += 1.5
+  return jnp.asarray(z, jnp.float32), jnp.asarray(labels)
+
+
+def _tv(a, b):
+  return 0.5 * np.mean(np.sum(np.abs(a - b), -1), -1)
+
+
+@pytest.mark.slow
+def test_discriminating_rule_targets_follow_own_cluster():
+  z, labels = _clustered_logits()
+  c = z.shape[0]
+  probs = np.asarray(jax.nn.softmax(z, -1))
+  fedmd = probs.mean(0)
+  clusters = [np.arange(c // 2), np.arange(c // 2, c)]
+  valid = jnp.ones(c, bool)
+
+  def margins(config):
+    out = kn.market_targets(z, valid, labels, config)
+    q = np.asarray(out["targets"])
+    own = np.array([_tv(q[i], probs[clusters[i >= c // 2]].mean(0))
+                    for i in range(c)])
+    to_fedmd = _tv(q, fedmd[None])
+    np.testing.assert_allclose(out["fedmd_distance"], to_fedmd, rtol=1e-5)
+    return to_fedmd - own, out
+
+  sharp, out = margins(fed.MarketConfig(teacher_rule="softmax",
+                                        teacher_tau=0.02))
+  assert np.all(sharp > 0.05)  # every client: nearer its own cluster
+  w = np.asarray(out["weights"])
+  for i in range(c):  # nearly all weight inside the cluster
+    assert w[i, clusters[i >= c // 2]].sum() > 0.95
+  entropy = -np.sum(np.where(w > 0, w * np.log(np.where(w > 0, w, 1)), 0), 1)
+  np.testing.assert_allclose(out["weight_entropy"], entropy, rtol=1e-4,
+                             atol=1e-6)
+  old, old_out = margins(fed.MarketConfig())  # S^beta acc^gamma
+  assert np.all(old < 0)  # every client: nearer FedMD than its own cluster
+  assert np.all(np.asarray(out["fedmd_distance"])
+                > 3 * np.asarray(old_out["fedmd_distance"]))
+  assert np.all(np.asarray(old_out["weight_entropy"])
+                > np.asarray(out["weight_entropy"]) + 0.5)
+  top, _ = margins(fed.MarketConfig(top_m=c // 2 - 1))  # top-m: same effect
+  assert np.all(top > 0.05)
+  md = kn.market_targets(z, valid, labels, fed.MarketConfig(method="fedmd"))
+  np.testing.assert_allclose(md["fedmd_distance"], 0.0, atol=1e-6)
+  np.testing.assert_allclose(md["weight_entropy"], np.log(c), rtol=1e-5)
 
 
 def test_non_finite_upload_is_invalid():
@@ -173,8 +253,57 @@ def test_distillation_reduces_kl_to_target():
         SMALL.apply({"params": a}, x_ref), t))(p, q)
 
   keys = jax.random.split(jax.random.key(0), N)
-  new, _ = fns.distill(params, q, keys, x_ref)
+  rows, sizes = (jnp.asarray(a) for a in (CLIENTS.padded_indices(),
+                                          CLIENTS.sizes.astype(np.int32)))
+  new, _ = fns.distill(params, q, keys, rows, sizes, jnp.asarray(CLIENTS.x),
+                       jnp.asarray(CLIENTS.y), x_ref)
   assert np.all(np.asarray(kl(new)) < np.asarray(kl(params)))
+
+
+def _private_ce(market):
+  """Each personal model's cross-entropy on its own training data."""
+  out = []
+  for c in range(N):
+    p = jax.tree.map(lambda a, c=c: a[c], market.params[0])
+    idx = CLIENTS.client_indices[c]
+    logp = jax.nn.log_softmax(SMALL.apply({"params": p}, CLIENTS.x[idx]))
+    out.append(-np.mean(np.asarray(logp)[np.arange(idx.size),
+                                         CLIENTS.y[idx]]))
+  return np.array(out)
+
+
+@pytest.mark.slow
+def test_private_cross_entropy_in_distillation():
+  # Targets of a label-blind teacher: uniform on every reference example.
+  # Distilling towards them raises the private loss; the private term holds
+  # it down.
+  def run(weight):
+    market = fed.Market(
+        [fed.ArchitectureGroup(SMALL, tuple(range(N)))], CLIENTS, REF,
+        clients_per_round=N, optimizer=OPT, config=fed.MarketConfig(),
+        local_steps=20, batch_size=16, distill_steps=20,
+        distill_batch_size=16, private_weight=weight, seed=0)
+    metrics = market.step()
+    return _private_ce(market), metrics
+
+  plain, m0 = run(0.0)
+  anchored, m1 = run(1.0)
+  assert np.all(anchored < plain)
+  assert m1["distill_loss"] > m0["distill_loss"]  # it includes the CE term
+  with pytest.raises(ValueError, match="private_weight must be >= 0"):
+    fed.Market([fed.ArchitectureGroup(SMALL, tuple(range(N)))], CLIENTS, REF,
+               clients_per_round=S, optimizer=OPT, private_weight=-1.0)
+
+
+@pytest.mark.slow
+def test_round_metrics_report_how_personal_the_market_is():
+  md = _market(config=fed.MarketConfig(method="fedmd")).step()
+  assert md["fedmd_distance"] == pytest.approx(0.0, abs=1e-6)
+  assert md["weight_entropy"] == pytest.approx(np.log(S), rel=1e-5)
+  sharp = _market(config=fed.MarketConfig(teacher_rule="softmax",
+                                          teacher_tau=1e-3)).step()
+  assert sharp["weight_entropy"] < 0.1  # one teacher each
+  assert sharp["fedmd_distance"] > 0
 
 
 def test_heterogeneous_groups_share_one_market():

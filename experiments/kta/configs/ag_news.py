@@ -10,7 +10,7 @@ from experiments.kta.configs import default
 
 
 def get_config():
-  config = default.get_config()
+  config = default.base_config()
   config.seeds = (0, 1)
   config.dataset.name = "ag_news"
   config.dataset.kwargs = {"max_length": 64, "vocab_size": 20000}
@@ -21,7 +21,6 @@ def get_config():
                     "kwargs": {"vocab_size": 20000, "embed_dim": 64,
                                "hidden": (64,)}}]
   config.optimizer = {"name": "adam", "learning_rate": 3e-3}
-  config.distill_steps = 3
   config.methods["kta_sharp"] = {"kind": "kta", "beta": 5.0, "top_m": 3}
   config.num_rounds = 20
   return config

@@ -11,14 +11,13 @@ from experiments.kta.configs import default
 
 
 def get_config():
-  config = default.get_config()
+  config = default.base_config()
   config.seeds = (0, 1)
   config.dataset.train_size = 10000
   config.dataset.test_size = 2000
   config.reference_size = 1000
   config.models = [{"name": "mlp", "kwargs": {"features": (128,)}}]
   config.optimizer.learning_rate = 0.01
-  config.distill_steps = 3
   config.methods["kta_sharp"] = {"kind": "kta", "beta": 5.0, "top_m": 5}
   config.num_rounds = 20
   return config

@@ -12,5 +12,5 @@ def get_config():
   config.models = [{"name": "mlp", "kwargs": {"features": (128,)}},
                    {"name": "mlp", "kwargs": {"features": (256, 64)}}]
   config.methods = {k: v for k, v in config.methods.items()
-                    if k in ("kta", "fedmd", "local")}
+                    if k in ("kta", "kta_power", "fedmd", "local")}
   return config

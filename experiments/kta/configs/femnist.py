@@ -10,7 +10,7 @@ from experiments.kta.configs import default
 
 
 def get_config():
-  config = default.get_config()
+  config = default.base_config()
   config.dataset.name = "femnist"
   config.dataset.test_size = 2000
   config.reference_size = 1000
@@ -19,7 +19,6 @@ def get_config():
   config.partition.num_clients = 100
   config.models = [{"name": "mlp", "kwargs": {"features": (200,)}}]
   config.optimizer.learning_rate = 0.01
-  config.distill_steps = 3
   config.methods["kta_sharp"] = {"kind": "kta", "beta": 5.0, "top_m": 5}
   config.clients_per_round = 20
   config.num_rounds = 20

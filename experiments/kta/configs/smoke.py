@@ -17,6 +17,9 @@ def get_config():
   config.distill_steps = 2
   config.distill_batch_size = 32
   config.market.value_dtype = "bfloat16"
+  config.methods["kta"]["search"] = {"teacher_tau": (0.03, 0.3)}
+  config.methods["fedprox"]["search"] = {"mu": (0.01, 0.1)}
+  config.search_rounds = 2
   config.num_rounds = 4
   config.clients_per_round = 3
   config.eval_every = 2
