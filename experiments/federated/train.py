@@ -10,12 +10,16 @@ and orbax checkpoints of the whole simulation state (global model, every
 client's residual, ledger, PRNG key). Rerunning with the same ``workdir``
 resumes each method exactly. ``workdir`` then gets PNG plots of test
 accuracy against rounds, uplink bytes and total bytes (and uplink energy for
-compressors wrapped by ``energy_costs``), and ``summary.md``/
+compressors wrapped by ``energy_costs`` and for ``cost_weighted``; the
+``"energy_table"`` costs of both transmit at ``config.tx_pj_per_bit`` pJ/bit
+when set), and ``summary.md``/
 ``summary.json`` with rounds-to-target and bytes-to-target.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 
 from absl import logging
@@ -26,6 +30,7 @@ from experiments import launch
 import sparsejax as sj
 from sparsejax import federated
 from sparsejax import training
+from sparsejax.compress import costs as costs_lib
 from sparsejax.training import optim
 
 #: The summary's figures, columns and to-target keys
@@ -64,6 +69,24 @@ def local_optimizer(local: ml_collections.ConfigDict, num_rounds: int):
       optax.sgd(schedule(rnd), momentum=local.momentum or None))
 
 
+def cost_model(costs, config: ml_collections.ConfigDict):
+  """A method's ``costs``, with the config's transmit energy per bit.
+
+  ``"energy_table"`` becomes :func:`sparsejax.energy_table_costs` at
+  ``config.tx_pj_per_bit`` pJ per bit when the config sets it (the preset's
+  default otherwise); other cost specs are returned as they are.
+  """
+  e_tx = config.get("tx_pj_per_bit")
+  if costs != "energy_table" or e_tx is None:
+    return costs
+  if not (isinstance(e_tx, (int, float)) and math.isfinite(e_tx)
+          and e_tx >= 0):
+    raise ValueError(f"config.tx_pj_per_bit must be a finite number >= 0 "
+                     f"(pJ per bit), got {e_tx!r}")
+  return functools.partial(sj.energy_table_costs,
+                           tx_joules_per_bit=e_tx * costs_lib.PJ)
+
+
 def build_algorithm(method: ml_collections.ConfigDict, config, model):
   """The :class:`~sparsejax.federated.FederatedAlgorithm` of one method."""
   method = dict(method)
@@ -73,9 +96,13 @@ def build_algorithm(method: ml_collections.ConfigDict, config, model):
                      f"{sorted(federated.ALGORITHMS)}")
   compressor = method.pop("compressor", None)
   if compressor is not None:
+    compressor = dict(compressor)
+    if "costs" in compressor:  # cost_weighted
+      compressor["costs"] = cost_model(compressor["costs"], config)
     compressor = sj.create_compressor(compressor)
     if "energy_costs" in method:  # an energy ledger on any compressor
-      compressor = sj.energy_metered(compressor, method.pop("energy_costs"))
+      compressor = sj.energy_metered(
+          compressor, cost_model(method.pop("energy_costs"), config))
     method["compressor"] = compressor
   if "reset_compressor" in method:  # of a periodic residual reset
     method["reset_compressor"] = sj.create_compressor(
@@ -139,5 +166,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   return runs
 
 
-__all__ = ["build_algorithm", "load_clients", "local_optimizer", "run_method",
-           "train_and_evaluate"]
+__all__ = ["build_algorithm", "cost_model", "load_clients", "local_optimizer",
+           "run_method", "train_and_evaluate"]

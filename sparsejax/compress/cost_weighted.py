@@ -8,7 +8,9 @@ transmit and apply it). CWMP keeps the greedy knapsack
 
 and the energy of every message, the costs of the entries actually sent, is
 recorded in an :class:`EnergyLedger` (``comm_stats(state)["energy_joules"]``).
-With equal costs it selects exactly what top-k selects.
+With equal costs it selects exactly what top-k selects. ``rank="magnitude"``
+visits by ``|x_i|`` alone under the same budget: the energy-matched top-k
+baseline (the largest entries while their cumulative cost fits ``B``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ from sparsejax.compress.messages import SparseMessage
 from sparsejax.compress.messages import message_support
 
 
+#: Visiting orders of :func:`cost_weighted`'s greedy prefix.
+RANKS = ("value_per_cost", "magnitude")
+
+
 class EnergyLedger(NamedTuple):
   """Energy of the messages sent (joules): cumulative and last message."""
   total: jax.Array
@@ -61,8 +67,8 @@ class CostWeightedState(NamedTuple):
 
 def cost_weighted(costs="uniform", *, budget: float | None = None,
                   energy_ratio: float | None = None, power: float = 1.0,
-                  max_ratio: float | None = None, value_dtype=None
-                  ) -> Compressor:
+                  max_ratio: float | None = None, value_dtype=None,
+                  rank: str = "value_per_cost") -> Compressor:
   """CWMP: the updates worth most per unit of cost, within a budget per step.
 
   Args:
@@ -79,9 +85,14 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
       all of it); selections that do not fit are not sent (they stay in the
       error-feedback residual, cost no energy) and are counted as overflow.
     value_dtype: wire dtype of the values.
+    rank: the visiting order of the greedy prefix: ``"value_per_cost"``
+      (CWMP, ``|x|**p / c``) or ``"magnitude"`` (``|x|``: a top-k whose
+      ``k`` is whatever the budget pays for, the baseline to compare CWMP
+      with at equal energy; ``power`` must stay 1, it could not change the
+      order).
 
   Static under ``optax.inject_hyperparams``: ``costs``, ``power``,
-  ``max_ratio``, ``value_dtype``.
+  ``max_ratio``, ``value_dtype``, ``rank``.
 
   Example:
     >>> import jax.numpy as jnp, sparsejax as sj
@@ -107,6 +118,11 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
   if max_ratio is not None:
     check_ratio(max_ratio, "max_ratio", static=True)
   check_number(power, "power", 0, low_open=True, static=True)
+  if rank not in RANKS:
+    raise ValueError(f"rank must be one of {RANKS}, got {rank!r}")
+  if rank == "magnitude" and power != 1:
+    raise ValueError(f"power={power!r} has no effect with rank='magnitude' "
+                     "(|x|**p orders entries as |x| does); leave it at 1")
   check_float_dtype(value_dtype, "value_dtype")
   _check_costs(costs)
 
@@ -128,7 +144,8 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
     n = x.shape[0]
     max_count = n if max_ratio is None else math.ceil(max_ratio * n)
     values, indices, count, _ = kernels.cost_weighted_select(
-        x, c, step_budget, power=power, max_count=max_count)
+        x, c, step_budget, power=power, max_count=max_count,
+        per_cost=rank == "value_per_cost")
     wire = x.dtype if value_dtype is None else value_dtype
     message = pack(SparseMessage(values.astype(wire), indices, count,
                                  x.shape, x.dtype, "int32", True))
@@ -141,7 +158,8 @@ def cost_weighted(costs="uniform", *, budget: float | None = None,
   return Compressor(init, encode)
 
 
-cost_weighted.static_args = ("costs", "power", "max_ratio", "value_dtype")
+cost_weighted.static_args = ("costs", "power", "max_ratio", "value_dtype",
+                             "rank")
 
 
 def _check_costs(costs) -> None:

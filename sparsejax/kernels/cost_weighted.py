@@ -39,8 +39,10 @@ from sparsejax.kernels import reference
 from sparsejax.kernels import topk
 
 
-def _score(x, cost, power):
-  score = reference._rank_key(x) ** power / cost  # pylint: disable=protected-access
+def _score(x, cost, power, per_cost=True):
+  score = reference._rank_key(x) ** power  # pylint: disable=protected-access
+  if per_cost:
+    score = score / cost
   # lax.select, not jnp.where (a nested jit): XLA then fuses the score into
   # its consumers instead of writing it out.
   return lax.select(jnp.isnan(x), jnp.full(score.shape, -1.0, score.dtype),
@@ -86,7 +88,7 @@ def _overflow_count_equal_costs(n: int, cost: jax.Array, budget):
   return count, count.astype(jnp.float32) * cost
 
 
-def _overflow_count(x: jax.Array, cost: jax.Array, budget, power):
+def _overflow_count(x: jax.Array, cost: jax.Array, budget, power, per_cost):
   """Exact (count, spent) of the greedy prefix over the whole vector.
 
   ``s_e``, the largest key with ``cost(key >= s_e) > budget``, by a radix
@@ -101,7 +103,7 @@ def _overflow_count(x: jax.Array, cost: jax.Array, budget, power):
   ``cost`` is a vector of ``n``.
   """
   n = x.shape[0]
-  skey = c.float_order_key(_score(x, cost, power))
+  skey = c.float_order_key(_score(x, cost, power, per_cost))
   prefix, above = jnp.uint32(0), jnp.float32(0)
   for i, (shift, bits) in enumerate(_DIGITS):
     digit = (skey >> shift) & jnp.uint32((1 << bits) - 1)
@@ -154,23 +156,27 @@ def _overflow_count(x: jax.Array, cost: jax.Array, budget, power):
   return count.astype(jnp.int32), spent
 
 
-@functools.partial(jax.jit, static_argnames=("power", "max_count"))
+@functools.partial(jax.jit,
+                   static_argnames=("power", "max_count", "per_cost"))
 def cost_weighted_select(x: jax.Array, cost, budget, power: float = 1.0,
-                         max_count: int | None = None):
+                         max_count: int | None = None, per_cost: bool = True):
   """Greedy knapsack of CWMP: ``(values, indices, count, spent)``.
 
   Same semantics as :func:`reference.cost_weighted_select_reference`: the
   buffer holds the selection in visiting order (decreasing score, ties to
   the lower index), ``count`` is the true size of the selection and ``spent``
   its total cost. ``cost`` is a scalar or a vector of ``n``; ``budget`` may be
-  traced; ``power`` and ``max_count`` are static.
+  traced; ``power``, ``max_count`` and ``per_cost`` (``False``: visit by
+  ``|x|**power`` alone) are static.
   """
-  return cost_weighted_select_impl(x, cost, budget, power, max_count)
+  return cost_weighted_select_impl(x, cost, budget, power, max_count,
+                                   per_cost=per_cost)
 
 
 def cost_weighted_select_impl(x, cost, budget, power=1.0, max_count=None,
                               small_n: int = topk.SMALL_N,
-                              pallas: dict | None | str = "auto"):
+                              pallas: dict | None | str = "auto",
+                              per_cost: bool = True):
   """Unjitted :func:`cost_weighted_select`; ``small_n``: reference cut-off.
 
   ``pallas`` as in :func:`topk.top_k_select_impl` (used for the top-B step).
@@ -185,11 +191,12 @@ def cost_weighted_select_impl(x, cost, budget, power=1.0, max_count=None,
   size = min(max_count, n)
   if size == 0 or n <= small_n:
     return reference.cost_weighted_select_reference(x, cost, budget, power,
-                                                    max_count)
+                                                    max_count, per_cost)
   if pallas == "auto":
     pallas = pallas_gpu.default_config()
   order = topk.top_key_indices(
-      lambda xs, cs: c.float_order_key(_score(xs, cs, power)), (x, cost),
+      lambda xs, cs: c.float_order_key(_score(xs, cs, power, per_cost)),
+      (x, cost),
       size, n, pallas)
   visited_cost = cost[order]
   fits = jnp.cumsum(visited_cost) <= budget
@@ -202,7 +209,7 @@ def cost_weighted_select_impl(x, cost, budget, power=1.0, max_count=None,
         fits[-1],
         lambda: (_overflow_count_equal_costs(n, cost_in, budget)
                  if cost_in.ndim == 0 else
-                 _overflow_count(x, cost, budget, power)),
+                 _overflow_count(x, cost, budget, power, per_cost)),
         lambda: (count_buf, spent_buf))
   else:
     count, spent = count_buf, spent_buf

@@ -98,18 +98,21 @@ def threshold_select_reference(x: jax.Array, threshold, max_count: int):
 
 def cost_weighted_select_reference(x: jax.Array, cost: jax.Array, budget,
                                    power: float = 1.0,
-                                   max_count: int | None = None):
+                                   max_count: int | None = None,
+                                   per_cost: bool = True):
   """Greedy knapsack of CWMP by a full sort.
 
   Entries are visited in decreasing ``score = |x|**power / cost`` (ties to the
   lower index); the selection is the longest prefix whose cumulative cost is
   ``<= budget``. Returns ``(values, indices, count, spent)`` with the buffer
   in visiting order; ``spent`` is the total cost of the selection.
+  ``per_cost=False`` visits by ``|x|**power`` alone (a top-k by magnitude
+  that stops when the cost runs out).
   """
   n = x.shape[0]
   max_count = n if max_count is None else max_count
   cost = jnp.broadcast_to(jnp.asarray(cost, jnp.float32), (n,))
-  score = _rank_key(x) ** power / cost
+  score = _rank_key(x) ** power / (cost if per_cost else 1.0)
   score = jnp.where(jnp.isnan(x), -1.0, score)
   order = jnp.argsort(-score, stable=True)
   fits = jnp.cumsum(cost[order]) <= jnp.asarray(budget, jnp.float32)

@@ -195,3 +195,85 @@ def test_energy_metered_refuses_a_second_ledger():
   g = _grad(0)
   with pytest.raises(ValueError, match="twice"):
     sj.energy_metered(sj.cost_weighted("uniform", budget=3.0)).init(g)
+
+
+def _greedy(x, c, budget, key):
+  """The numpy greedy prefix: visit by decreasing ``key``, stop when over."""
+  chosen, total = [], 0.0
+  for i in sorted(range(x.size), key=lambda i: (-key[i], i)):
+    if total + c[i] > budget:
+      break
+    chosen.append(i)
+    total += c[i]
+  return chosen, total
+
+
+@pytest.mark.parametrize("n,max_ratio", [
+    (300, None), pytest.param(20000, 0.5, marks=pytest.mark.slow),
+    pytest.param(20000, 0.002, marks=pytest.mark.slow)])
+def test_energy_matched_top_k_is_the_cost_budgeted_magnitude_prefix(
+    n, max_ratio):
+  # n = 20000 runs the threshold-search kernel (n > SMALL_N); max_ratio =
+  # 0.002 makes the prefix overflow the buffer (its radix-search branch).
+  rng = np.random.default_rng(n)
+  x = rng.standard_normal(n).astype(np.float32)
+  c = rng.choice([1.0, 8.0, 64.0], n).astype(np.float32)  # dyadic: exact sums
+  for budget in (5.0, 0.01 * c.sum(), 0.2 * c.sum()):
+    tx = sj.cost_weighted(jnp.asarray(c), budget=float(budget),
+                          rank="magnitude", max_ratio=max_ratio)
+    out, state = tx.update(jnp.asarray(x), tx.init(jnp.asarray(x)))
+    chosen, total = _greedy(x, c, budget, np.abs(x))
+    buffer = n if max_ratio is None else int(np.ceil(max_ratio * n))
+    sent = np.flatnonzero(np.asarray(out))
+    assert set(sent) == set(chosen[:buffer])
+    np.testing.assert_array_equal(np.asarray(out)[sent], x[sent])
+    assert (sj.exact(state.counters.elements)           # the whole prefix
+            + sj.exact(state.counters.overflow)) == len(chosen)
+    spent = float(state.energy.total)        # the energy of what was sent
+    np.testing.assert_allclose(spent, c[sent].sum(), rtol=1e-6)
+    assert spent <= budget
+    if buffer >= len(chosen):   # stops only when the next entry won't fit
+      assert total + c[np.argsort(-np.abs(x), stable=True)[len(chosen)]] > (
+          budget)
+
+
+def test_energy_matched_top_k_keeps_the_largest_entries_cwmp_does_not():
+  g = _grad(6)
+  costs = sj.energy_table_costs(g, tx_joules_per_bit=0.0)  # 117x disparity
+  budget = 0.3 * sum(float(np.sum(np.broadcast_to(c, x.shape)))
+                     for c, x in zip(jax.tree.leaves(costs),
+                                     jax.tree.leaves(g)))
+  mag = sj.cost_weighted(costs, budget=budget, rank="magnitude")
+  cw = sj.cost_weighted(costs, budget=budget)
+  out_m, state_m = mag.update(g, mag.init(g))
+  out_c, state_c = cw.update(g, cw.init(g))
+  flat = lambda t: np.concatenate([np.ravel(v) for v in jax.tree.leaves(t)])
+  x, sent_m, sent_c = flat(g), flat(out_m) != 0, flat(out_c) != 0
+  # Magnitude: exactly the count largest |x|, whatever they cost.
+  top = np.argsort(-np.abs(x), stable=True)[:sent_m.sum()]
+  assert set(np.flatnonzero(sent_m)) == set(top)
+  # CWMP prefers the cheap conv entries: it sends more, and a different set.
+  assert sent_c.sum() > sent_m.sum()
+  assert not np.array_equal(sent_c, sent_m)
+  for state in (state_m, state_c):
+    assert float(state.energy.total) <= budget * (1 + 1e-6)
+
+
+def test_energy_matched_top_k_with_equal_costs_is_top_k_and_cwmp():
+  g = _grad(7)
+  k = 11
+  mag = sj.cost_weighted("uniform", budget=float(k), rank="magnitude")
+  cw = sj.cost_weighted("uniform", budget=float(k))
+  tk = sj.top_k(k=k, scope="global")
+  out_m, state = mag.update(g, mag.init(g))
+  for other in (tk, cw):
+    out, _ = other.update(g, other.init(g))
+    jax.tree.map(np.testing.assert_array_equal, out_m, out)
+  assert float(state.energy.total) == k
+
+
+def test_rank_bad_input():
+  with pytest.raises(ValueError, match="rank must be one of"):
+    sj.cost_weighted("uniform", budget=1.0, rank="size")
+  with pytest.raises(ValueError, match="power=2.0 has no effect"):
+    sj.cost_weighted("uniform", budget=1.0, rank="magnitude", power=2.0)

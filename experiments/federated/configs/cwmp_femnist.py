@@ -34,7 +34,7 @@ def methods():
 
 
 def get_config():
-  config = default.get_config()
+  config = default.base_config()
   config.dataset.name = "femnist"
   config.partition.update(scheme="dirichlet", num_clients=10, alpha=0.5)
   config.model.name = "leaf_cnn"
