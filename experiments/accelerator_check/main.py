@@ -99,7 +99,7 @@ PRESETS = {
                             "--batch_size=2", "--repeats=1"],
         "limits": {"env": 60, "checks": 120, "pytest": 60,
                    "bench_select": 120, "bench_step": 90,
-                   "bench_federated": 120, "install_torch": 60},
+                   "bench_federated": 300, "install_torch": 60},
     },
 }
 

@@ -101,9 +101,9 @@ def train_method(name, method, config, workdir, train_ds, test_ds,
     done = i + 1
     if done % config.log_every and done != config.num_steps:
       return state, None
-    # One multi-device program at a time on forced host devices: XLA:CPU may
-    # run the next program's collective on some devices while one device is
-    # still in the previous program, and the rendezvous then never completes.
+    # The logging programs run after the step has finished on every device
+    # (fewer multi-device programs in flight; see BUILD_NOTES on the XLA:CPU
+    # rendezvous hangs under heavy load).
     stats = jax.block_until_ready(stats_fn(jax.block_until_ready(opt_state)))
     record = {"step": done, "loss": metrics["loss"],
               "accuracy": metrics["accuracy"],
