@@ -37,6 +37,19 @@ import sys
 # fits P device threads on few cores. XLA aborts a CPU collective whose
 # participants do not all arrive within 40 s, which a loaded machine can
 # exceed: the limit is raised to 10 minutes.
+#: One-line meanings of the ``dataset`` fields every binary's config has
+#: (merged into each ``configs/default.py``'s ``FIELD_HELP``).
+DATASET_FIELD_HELP = {
+    "dataset": "The data (sparsejax.data.load_dataset).",
+    "dataset.name": "Dataset: synthetic, mnist, fashion_mnist, cifar10, "
+                    "femnist, ag_news (emnist with source=tfds).",
+    "dataset.source": "Where data comes from: files (offline copies in "
+                      "data_dir), tfds (download) or synthetic (generated).",
+    "dataset.data_dir": "Offline copies (files) or tfds data directory; "
+                        "None: $SPARSEJAX_DATA_DIR, else ../shared/data.",
+    "dataset.kwargs": "Loader options, e.g. num_train, shape, class_sep.",
+}
+
 HOST_DEVICE_FLAGS = ("--xla_force_host_platform_device_count={n} "
                      "--xla_cpu_multi_thread_eigen=false "
                      "--xla_cpu_collective_call_terminate_timeout_seconds=600")

@@ -9,15 +9,10 @@ offline (generated data). ``FIELD_HELP``: the meaning of every field
 import ml_collections
 from ml_collections import config_dict
 
+from experiments import launch
+
 FIELD_HELP = {
-    "dataset": "The data (sparsejax.data.load_dataset).",
-    "dataset.name": "Dataset: synthetic, mnist, fashion_mnist, cifar10, "
-                    "femnist, ag_news (emnist with source=tfds).",
-    "dataset.source": "Where data comes from: files (offline copies in "
-                      "data_dir), tfds (download) or synthetic (generated).",
-    "dataset.data_dir": "Offline copies (files) or tfds data directory; "
-                        "None: $SPARSEJAX_DATA_DIR, else ../shared/data.",
-    "dataset.kwargs": "Loader options, e.g. num_train, shape, class_sep.",
+    **launch.DATASET_FIELD_HELP,
     "model": "Model: name and kwargs of sparsejax.models.create_model.",
     "optimizer": "Optimizer after the compressor: name (optax), "
                  "learning_rate, schedule, kwargs.",

@@ -11,16 +11,11 @@ field (``--help`` shows it).
 import ml_collections
 from ml_collections import config_dict
 
+from experiments import launch
+
 FIELD_HELP = {
     "seed": "Seed of the partition, initialisation and client sampling.",
-    "dataset": "The data (sparsejax.data.load_dataset).",
-    "dataset.name": "Dataset: synthetic, mnist, fashion_mnist, cifar10, "
-                    "femnist, ag_news (emnist with source=tfds).",
-    "dataset.source": "Where data comes from: files (offline copies in "
-                      "data_dir), tfds (download) or synthetic (generated).",
-    "dataset.data_dir": "Offline copies (files) or tfds data directory; "
-                        "None: $SPARSEJAX_DATA_DIR, else ../shared/data.",
-    "dataset.kwargs": "Loader options, e.g. num_train, shape, class_sep.",
+    **launch.DATASET_FIELD_HELP,
     "partition": "Clients: scheme iid | dirichlet (alpha) | shards "
                  "(classes_per_client) | groups (writers).",
     "partition.num_clients": "Number of clients.",

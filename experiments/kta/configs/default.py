@@ -19,16 +19,11 @@ chosen on the clients' validation split (``{knob: candidates}``, each run
 import ml_collections
 from ml_collections import config_dict
 
+from experiments import launch
+
 FIELD_HELP = {
     "seeds": "Seeds; each draws its own reference set and partition.",
-    "dataset": "The data (sparsejax.data.load_dataset).",
-    "dataset.name": "Dataset: synthetic, mnist, fashion_mnist, cifar10, "
-                    "femnist, ag_news (emnist with source=tfds).",
-    "dataset.source": "Where data comes from: files (offline copies in "
-                      "data_dir), tfds (download) or synthetic (generated).",
-    "dataset.data_dir": "Offline copies (files) or tfds data directory; "
-                        "None: $SPARSEJAX_DATA_DIR, else ../shared/data.",
-    "dataset.kwargs": "Loader options, e.g. num_train, shape, class_sep.",
+    **launch.DATASET_FIELD_HELP,
     "dataset.train_size": "Keep this many training examples (None: all).",
     "dataset.test_size": "Keep this many test examples (None: all).",
     "reference_size": "Public reference examples, drawn before partitioning.",
