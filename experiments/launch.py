@@ -31,12 +31,6 @@ import logging as logging_lib
 import os
 import sys
 
-# Forced host devices share one CPU thread pool. A device blocked in a
-# collective holds a pool thread, so a device whose op (a sort, say) waits for
-# pool workers can starve: intra-op Eigen threading is turned off, which also
-# fits P device threads on few cores. XLA aborts a CPU collective whose
-# participants do not all arrive within 40 s, which a loaded machine can
-# exceed: the limit is raised to 10 minutes.
 #: One-line meanings of the ``dataset`` fields every binary's config has
 #: (merged into each ``configs/default.py``'s ``FIELD_HELP``).
 DATASET_FIELD_HELP = {
@@ -50,6 +44,12 @@ DATASET_FIELD_HELP = {
     "dataset.kwargs": "Loader options, e.g. num_train, shape, class_sep.",
 }
 
+# Forced host devices share one CPU thread pool. A device blocked in a
+# collective holds a pool thread, so a device whose op (a sort, say) waits for
+# pool workers can starve: intra-op Eigen threading is turned off, which also
+# fits P device threads on few cores. XLA aborts a CPU collective whose
+# participants do not all arrive within 40 s, which a loaded machine can
+# exceed: the limit is raised to 10 minutes.
 HOST_DEVICE_FLAGS = ("--xla_force_host_platform_device_count={n} "
                      "--xla_cpu_multi_thread_eigen=false "
                      "--xla_cpu_collective_call_terminate_timeout_seconds=600")

@@ -7,12 +7,28 @@ ROOT="${1:-/tmp/sahu}"
 SEEDS="${SEEDS:-0 1 2}"
 RATIOS="${RATIOS:-0.001 0.0005}"
 CONFIG="${CONFIG:-experiments/dp_train/configs/sahu_mnist.py}"
+# XLA:CPU's all-reduce over 8 forced host devices can deadlock on a loaded
+# 2-core machine (a device thread never joins the rendezvous; seen at the
+# first step of a new program). The collective timeout is cut to 2 minutes so
+# such a run aborts early, and the run is retried: it resumes from its
+# checkpoints and the calibration cache, so nothing finished is redone.
+export XLA_FLAGS="${XLA_FLAGS:---xla_force_host_platform_device_count=8 \
+--xla_cpu_multi_thread_eigen=false \
+--xla_cpu_collective_call_terminate_timeout_seconds=120}"
+ATTEMPTS="${ATTEMPTS:-4}"
+run() {
+  for attempt in $(seq "$ATTEMPTS"); do
+    python -m experiments.dp_train.main "$@" && return 0
+    echo "== run failed (attempt $attempt of $ATTEMPTS): $*" >&2
+  done
+  return 1
+}
 dense=""
 for ratio in $RATIOS; do
   start=0.0
   for seed in $SEEDS; do
     workdir="$ROOT/ratio=$ratio/$seed"
-    python -m experiments.dp_train.main --config="$CONFIG:$ratio$dense" \
+    run --config="$CONFIG:$ratio$dense" \
       --config.seed="$seed" --config.calibration_start="$start" \
       --workdir="$workdir"
     start=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['threshold'])" \
