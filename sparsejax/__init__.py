@@ -20,13 +20,20 @@ from sparsejax.compress import energy_table_costs
 from sparsejax.compress import exact
 from sparsejax.compress import hard_threshold
 from sparsejax.compress import make_compressor
+from sparsejax.compress import natural_compression
 from sparsejax.compress import no_compression
+from sparsejax.compress import onebit
+from sparsejax.compress import powersgd
 from sparsejax.compress import qsgd
 from sparsejax.compress import random_k
 from sparsejax.compress import scaled_sign
+from sparsejax.compress import sign_majority_vote
+from sparsejax.compress import signum
+from sparsejax.compress import terngrad
 from sparsejax.compress import top_k
 from sparsejax.compress import uniform_costs
 from sparsejax.compress import volume_matched_threshold
+from sparsejax.feedback import ef21
 from sparsejax.feedback import error_feedback
 from sparsejax.feedback import residual
 from sparsejax.feedback import with_residual
@@ -65,17 +72,24 @@ __all__ = [
     "costs_by_layer_kind",
     "create_compressor",
     "decode",
+    "ef21",
     "energy_metered",
     "energy_table_costs",
     "error_feedback",
     "exact",
     "hard_threshold",
     "make_compressor",
+    "natural_compression",
     "no_compression",
+    "onebit",
+    "powersgd",
     "qsgd",
     "random_k",
     "residual",
     "scaled_sign",
+    "sign_majority_vote",
+    "signum",
+    "terngrad",
     "top_k",
     "uniform_costs",
     "volume_matched_threshold",

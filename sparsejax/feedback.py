@@ -32,6 +32,10 @@ The int32 step counters saturate at ``2**31 - 1``.
 
 Inputs: the updates must have the tree, the shapes and the float/non-float
 kinds of the params given to ``init`` (checked when ``update`` is traced).
+
+:func:`ef21` is the other error-feedback mechanism (Richtarik et al. 2021):
+the state holds the receiver's estimate of the gradient instead of a
+residual, with the same precision, non-finite policy and statistics.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from sparsejax.compress.base import decoding_update
 from sparsejax.compress.base import is_float
 from sparsejax.compress.base import sharded_like
 from sparsejax.compress.messages import decode
+from sparsejax.compress.messages import exchanged_axes
 from sparsejax.compress.messages import mean_over_axis
 
 
@@ -142,21 +147,14 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
               else (lambda _: learning_rate))
 
   def init(params):
-    def zeros(p):
-      if not is_float(p):
-        return jnp.zeros((), p.dtype)
-      dtype = (jnp.promote_types(p.dtype, jnp.float32)
-               if residual_dtype is None else residual_dtype)
-      return jnp.zeros_like(p, dtype=dtype)  # keeps an explicit sharding
-
     f32 = jnp.zeros((), jnp.float32)
     i32 = jnp.zeros((), jnp.int32)
-    return ErrorFeedbackState(jax.tree.map(zeros, params),
+    return ErrorFeedbackState(_memory_like(params, residual_dtype),
                               compressor.init(params), f32, f32, i32, i32,
                               i32)
 
   def encode(updates, state):
-    _check_like_params(updates, state.residual)
+    _check_like_params(updates, state.residual, "error_feedback")
     eta = None if schedule is None else schedule(state.step)
 
     def accumulate(g, e):
@@ -183,18 +181,9 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
         residual, inner_state, state.total_error + err, err,
         state.nonfinite_steps, optax.safe_increment(state.step),
         state.internal_nonfinite_steps)
-    skipped = state._replace(
-        nonfinite_steps=optax.safe_increment(state.nonfinite_steps),
-        step=optax.safe_increment(state.step),
-        internal_nonfinite_steps=jnp.where(
-            finite_input,
-            optax.safe_increment(state.internal_nonfinite_steps),
-            state.internal_nonfinite_steps))
-    new_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o),
-                             new_state, skipped)
-    message = jax.tree.map(lambda m: jnp.where(finite, m, jnp.zeros_like(m)),
-                           message)
-    return message, new_state
+    skipped = _skipped(state, finite_input)._replace(
+        step=optax.safe_increment(state.step))
+    return _skip_unless(finite, message, new_state, skipped)
 
   if axis_name is None:
     return Compressor(init, encode)
@@ -202,7 +191,42 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
   return Compressor(init, encode, decoding_update(encode, mean))
 
 
-def _check_like_params(updates, residual) -> None:
+def _memory_like(params, dtype):
+  """Zeros like the float params in ``dtype`` (default: promoted to at least
+  float32), a scalar zero for a non-float leaf."""
+  def zeros(p):
+    if not is_float(p):
+      return jnp.zeros((), p.dtype)
+    memory_dtype = (jnp.promote_types(p.dtype, jnp.float32)
+                    if dtype is None else dtype)
+    return jnp.zeros_like(p, dtype=memory_dtype)  # keeps explicit sharding
+
+  return jax.tree.map(zeros, params)
+
+
+def _skip_unless(finite, message, new_state, skipped):
+  """``(message, new_state)`` if ``finite``, else a zero message and
+  ``skipped``. A message exchanged while encoding (PowerSGD, majority vote)
+  is skipped on all devices of its axes or on none."""
+  for axis in exchanged_axes(message):
+    finite = jax.lax.pmin(finite.astype(jnp.int32), axis) > 0
+  new_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_state,
+                           skipped)
+  message = jax.tree.map(lambda m: jnp.where(finite, m, jnp.zeros_like(m)),
+                         message)
+  return message, new_state
+
+
+def _skipped(state, finite_input):
+  """``state`` after a skipped step: only the non-finite counters move."""
+  return state._replace(
+      nonfinite_steps=optax.safe_increment(state.nonfinite_steps),
+      internal_nonfinite_steps=jnp.where(
+          finite_input, optax.safe_increment(state.internal_nonfinite_steps),
+          state.internal_nonfinite_steps))
+
+
+def _check_like_params(updates, residual, name) -> None:
   """Refuses updates that do not match the params (trace time, no cost).
 
   Without it a ``(2, 3)`` gradient for a ``(3,)`` parameter, or a scalar for
@@ -210,7 +234,7 @@ def _check_like_params(updates, residual) -> None:
   """
   if jax.tree.structure(updates) != jax.tree.structure(residual):
     raise ValueError(
-        "error_feedback: the updates' tree differs from the params' given "
+        f"{name}: the updates' tree differs from the params' given "
         f"to init:\n  updates: {jax.tree.structure(updates)}\n  params:  "
         f"{jax.tree.structure(residual)}")
   for (path, g), e in zip(jax.tree_util.tree_leaves_with_path(updates),
@@ -218,12 +242,12 @@ def _check_like_params(updates, residual) -> None:
     where = jax.tree_util.keystr(path)
     if is_float(g) != is_float(e):
       raise ValueError(
-          f"error_feedback: update{where} has dtype {g.dtype} but its "
+          f"{name}: update{where} has dtype {g.dtype} but its "
           f"parameter is {'a float' if is_float(e) else 'not a float'}; pass "
           "gradients of the params given to init")
     if is_float(g) and g.shape != e.shape:
       raise ValueError(
-          f"error_feedback: update{where} has shape {tuple(g.shape)}, its "
+          f"{name}: update{where} has shape {tuple(g.shape)}, its "
           f"parameter {tuple(e.shape)}; pass gradients shaped like the "
           "params given to init (no broadcasting)")
 
@@ -260,3 +284,150 @@ def with_residual(state: Any, new_residual: Any) -> Any:
 
 
 error_feedback.static_args = ("residual_dtype",)
+
+
+class EF21State(NamedTuple):
+  """The estimate ``g_i``, wrapped compressor state and error statistics.
+
+  ``residual_sq_norm`` is ``||u_t - g_{t+1}||^2``, the part of the input
+  not yet in the estimate (EF21's counterpart of the EF residual; reported
+  under the same names by :func:`sparsejax.comm_stats`).
+  """
+  estimate: Any               # g_i, same structure as params
+  mean_estimate: Any          # g = mean_i g_i over axis_name (None without)
+  inner_state: Any            # the compressor's state (counters, key)
+  total_error: jax.Array      # sum_t ||u_t - g_{t+1}||^2 (float32)
+  residual_sq_norm: jax.Array  # ||u_t - g_{t+1}||^2 (float32)
+  nonfinite_steps: jax.Array  # int32: steps skipped for a NaN/inf
+  internal_nonfinite_steps: jax.Array  # int32: skipped, finite gradient
+
+  comm_stats_combine = {"residual_norm": "norm"}
+
+  def comm_stats(self) -> dict[str, jax.Array]:
+    return {"total_error": self.total_error,
+            "residual_norm": jnp.sqrt(self.residual_sq_norm),
+            "nonfinite_steps": self.nonfinite_steps,
+            "internal_nonfinite_steps": self.internal_nonfinite_steps}
+
+
+def ef21(compressor: Compressor, *, estimate_dtype=None,
+         axis_name=None) -> Compressor:
+  r"""EF21: error feedback through a gradient estimate kept in state.
+
+  .. math::
+     c_t = C(u_t - g_t), \qquad g_{t+1} = g_t + c_t
+
+  The worker sends ``c_t`` (``encode``'s message, what the counters count)
+  and ``update`` returns ``g_{t+1}``, the estimate the receiver holds. With
+  ``axis_name`` each device keeps its own ``g_i``, the messages are averaged
+  and the output is the shared estimate ``g <- g + mean_i c_i`` (equal to
+  ``mean_i g_i``). Usable with every contractive compressor (top-k, scaled
+  sign, ...). Precision and non-finite policy as :func:`error_feedback`: the
+  estimate is kept in ``estimate_dtype`` (default: the params' float dtype
+  promoted to at least float32), the compressor sees ``u_t - g_t`` in the
+  gradient's dtype, and a step where ``u_t``, ``c_t`` or ``g_{t+1}`` is not
+  finite sends nothing (a zero message) and leaves the estimate as it was
+  (so the output is the unchanged ``g_t``); ``nonfinite_steps`` and
+  ``internal_nonfinite_steps`` count such steps.
+
+  Args:
+    compressor: any sparsejax :class:`Compressor` (not an optax optimizer:
+      that goes after EF21 in the chain).
+    estimate_dtype: float dtype of the estimate (default above).
+    axis_name: inside ``shard_map``, the mesh axis of the workers; do not
+      wrap EF21 in :func:`sparsejax.parallel.compressed_mean` (it would
+      average the ``c_i`` alone, not the estimate).
+
+  Returns:
+    A :class:`Compressor`: ``encode`` gives the wire message ``c_t``,
+    ``update`` the estimate ``g_{t+1}`` (not the decoded message).
+
+  Raises:
+    TypeError, ValueError: at construction, for an argument of the wrong
+      type or value; when ``update`` is traced, for updates whose tree,
+      shapes or float kinds differ from the params'.
+
+  Example:
+    >>> import jax.numpy as jnp, sparsejax as sj
+    >>> tx = sj.ef21(sj.top_k(k=1))
+    >>> state = tx.init(jnp.zeros(3))
+    >>> out, state = tx.update(jnp.array([1., 2., 0.]), state)
+    >>> out.tolist()
+    [0.0, 2.0, 0.0]
+    >>> out, state = tx.update(jnp.array([1., 2., 0.]), state)
+    >>> out.tolist()
+    [1.0, 2.0, 0.0]
+
+  References:
+    Richtarik, Sokolov, Fatkhullin, "EF21: A New, Simpler, Theoretically
+    Better, and Practically Faster Error Feedback", NeurIPS 2021,
+    https://arxiv.org/abs/2106.05203
+  """
+  check_compressor(compressor)
+  check_float_dtype(estimate_dtype, "estimate_dtype")
+
+  def init(params):
+    estimate = _memory_like(params, estimate_dtype)
+    f32 = jnp.zeros((), jnp.float32)
+    i32 = jnp.zeros((), jnp.int32)
+    return EF21State(estimate, None if axis_name is None else estimate,
+                     compressor.init(params), f32, f32, i32, i32)
+
+  def encode(updates, state):
+    _check_like_params(updates, state.estimate, "ef21")
+    # u - g in the gradients' dtypes: the wire is the compressor's own.
+    difference = jax.tree.map(
+        lambda u, g: (u.astype(g.dtype) - g).astype(u.dtype) if is_float(u)
+        else u, updates, state.estimate)
+    message, inner_state = compressor.encode(difference, state.inner_state)
+    sent = decode(message)
+    estimate = _plus(state.estimate, sent)
+    err = sq_norm(jax.tree.map(
+        lambda u, g: u.astype(g.dtype) - g if is_float(u) else u, updates,
+        estimate))
+    finite_input = all_finite(updates)
+    finite = finite_input & all_finite(sent) & all_finite(estimate)
+    new_state = state._replace(
+        estimate=estimate, inner_state=inner_state,
+        total_error=state.total_error + err, residual_sq_norm=err)
+    return _skip_unless(finite, message, new_state,
+                        _skipped(state, finite_input))
+
+  receive = (decode if axis_name is None else
+             functools.partial(mean_over_axis, axis_name=axis_name))
+
+  def update(updates, state, params=None, **extra_args):
+    del params, extra_args
+    # g as it was: encode's skip selects with this device's finiteness.
+    shared = state.mean_estimate
+    message, state = encode(updates, state)
+    received = receive(message)
+    estimate = state.estimate
+    if axis_name is not None:  # g <- g + mean_i c_i
+      estimate = _plus(shared, received)
+      state = state._replace(mean_estimate=estimate)
+    out = jax.tree.map(
+        lambda g, c, u: sharded_like(g.astype(u.dtype), u) if is_float(u)
+        else c.astype(u.dtype), estimate, received, updates)
+    return out, state
+
+  return Compressor(init, encode, update)
+
+
+ef21.static_args = ("estimate_dtype",)
+
+
+def _plus(estimate, sent):
+  """``g + c`` on the float leaves, in the estimate's dtype and sharding."""
+  return jax.tree.map(
+      lambda g, c: g + sharded_like(c.astype(g.dtype), g) if is_float(g)
+      else g, estimate, sent)
+
+
+def estimate(state: Any) -> Any:
+  """The EF21 estimate ``g_i`` found in an optax state (the one
+  :class:`EF21State` in it)."""
+  found = find_nodes(state, EF21State)
+  if len(found) != 1:
+    raise ValueError(f"expected one EF21State, found {len(found)}")
+  return found[0].estimate

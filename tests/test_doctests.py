@@ -17,6 +17,8 @@ MODULES = [
     "sparsejax.compress.costs",
     "sparsejax.compress.registry",
     "sparsejax.compress.calibration",
+    "sparsejax.compress.powersgd",
+    "sparsejax.compress.signs",
 ]
 # Modules that must contain examples (an empty run would pass vacuously).
 WITH_EXAMPLES = {"sparsejax.compress.sparsifiers",

@@ -1,5 +1,5 @@
 """Error feedback: non-finite policy, partial EF, lr-scaled memory, and
-convergence of EF top-k on logistic regression."""
+convergence of EF and EF21 top-k on logistic regression."""
 
 import chex
 import jax
@@ -344,3 +344,19 @@ def test_ef_top_k_converges_on_logistic_regression(seed):
   assert ef - opt < 1e-3
   assert no_ef - opt > 1e-2
   assert no_ef - ef > 1e-2
+
+
+@jax.jit
+def _ef21_gap(x, y):
+  """EF21 top-1% after 400 full-batch steps, minus the dense optimum."""
+  opt = _final_loss(optax.sgd(LR), x, y, 1000)
+  ef21 = _final_loss(optax.chain(sj.ef21(sj.top_k(0.01)), optax.sgd(LR)), x,
+                     y, 400)
+  return ef21 - opt
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ef21_top_k_converges_on_logistic_regression(seed):
+  """As EF above. Measured gaps (seeds 0-2): ~1.1e-4 (EF: ~1e-4; top-k
+  without feedback: ~2.5e-2); asserted below 1e-3."""
+  assert float(_ef21_gap(*_problem(seed))) < 1e-3

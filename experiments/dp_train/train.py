@@ -35,6 +35,8 @@ def build_compressor(method: ml_collections.ConfigDict, num_params: int,
                      calibrated_threshold: Callable[[float], float]):
   """The aggregation transform of one method (EF optional).
 
+  ``error_feedback``: ``True`` (default, :func:`sparsejax.error_feedback`),
+  ``False`` (none) or ``"ef21"`` (:func:`sparsejax.ef21`).
   Besides the compressor's own arguments, ``threshold="volume_matched"``
   with ``volume_ratio=r`` gives Sahu et al.'s ``1/(2 sqrt(k))`` for
   ``k = floor(r d)``, ``budget_ratio=r`` a total budget equal to the
@@ -43,7 +45,10 @@ def build_compressor(method: ml_collections.ConfigDict, num_params: int,
   ``calibrated_threshold(r)`` (:mod:`experiments.dp_train.calibrated`).
   """
   method = dict(method)
-  use_ef = method.pop("error_feedback", True)
+  feedback = method.pop("error_feedback", True)
+  if feedback not in (True, False, "ef21"):
+    raise ValueError(f"error_feedback must be True, False or 'ef21', got "
+                     f"{feedback!r}")
   if method.get("threshold") == "volume_matched":
     k = max(1, math.floor(method.pop("volume_ratio") * num_params))
     method["threshold"] = sj.volume_matched_threshold(k)
@@ -54,7 +59,9 @@ def build_compressor(method: ml_collections.ConfigDict, num_params: int,
     if method.get("initial_threshold") == calibrated.CALIBRATED:
       method["initial_threshold"] = calibrated_threshold(ratio)
   compressor = sj.create_compressor(method)
-  if use_ef:
+  if feedback == "ef21":
+    return sj.ef21(compressor, axis_name=axis_name)
+  if feedback:
     return sj.error_feedback(compressor, axis_name=axis_name)
   return parallel.compressed_mean(compressor, axis_name)
 

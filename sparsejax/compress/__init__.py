@@ -29,23 +29,36 @@ from sparsejax.compress.messages import FlatMessage
 from sparsejax.compress.messages import GatedMessage
 from sparsejax.compress.messages import MaskedMessage
 from sparsejax.compress.messages import Message
+from sparsejax.compress.messages import PowerOfTwoMessage
 from sparsejax.compress.messages import QuantizedMessage
 from sparsejax.compress.messages import SeededMessage
 from sparsejax.compress.messages import SignMessage
 from sparsejax.compress.messages import SparseMessage
+from sparsejax.compress.messages import TwoValueMessage
 from sparsejax.compress.messages import decode
+from sparsejax.compress.messages import exchanged_axes
 from sparsejax.compress.messages import mean_over_axis
 from sparsejax.compress.messages import message_overflow
 from sparsejax.compress.messages import message_size
 from sparsejax.compress.messages import message_support
 from sparsejax.compress.messages import message_type
 from sparsejax.compress.messages import static_field
+from sparsejax.compress.powersgd import LowRankMessage
+from sparsejax.compress.powersgd import PowerSGDState
+from sparsejax.compress.powersgd import WarmupMessage
+from sparsejax.compress.powersgd import powersgd
 from sparsejax.compress.quantizers import cast
+from sparsejax.compress.quantizers import natural_compression
 from sparsejax.compress.quantizers import no_compression
+from sparsejax.compress.quantizers import onebit
 from sparsejax.compress.quantizers import qsgd
 from sparsejax.compress.quantizers import scaled_sign
+from sparsejax.compress.quantizers import terngrad
 from sparsejax.compress.registry import COMPRESSORS
 from sparsejax.compress.registry import create_compressor
+from sparsejax.compress.signs import VoteMessage
+from sparsejax.compress.signs import sign_majority_vote
+from sparsejax.compress.signs import signum
 from sparsejax.compress.sparsifiers import blockwise_top_k
 from sparsejax.compress.sparsifiers import hard_threshold
 from sparsejax.compress.sparsifiers import random_k
@@ -65,14 +78,20 @@ __all__ = [
     "EnergyLedger",
     "FlatMessage",
     "GatedMessage",
+    "LowRankMessage",
     "MaskedMessage",
     "Message",
     "Pilot",
+    "PowerOfTwoMessage",
+    "PowerSGDState",
     "QuantizedMessage",
     "ReportsCommStats",
     "SeededMessage",
     "SignMessage",
     "SparseMessage",
+    "TwoValueMessage",
+    "VoteMessage",
+    "WarmupMessage",
     "blockwise_top_k",
     "calibrate_threshold",
     "cast",
@@ -85,6 +104,7 @@ __all__ = [
     "energy_metered",
     "energy_table_costs",
     "exact",
+    "exchanged_axes",
     "hard_threshold",
     "make_compressor",
     "mean_over_axis",
@@ -92,11 +112,17 @@ __all__ = [
     "message_size",
     "message_support",
     "message_type",
+    "natural_compression",
     "no_compression",
+    "onebit",
+    "powersgd",
     "qsgd",
     "random_k",
     "scaled_sign",
+    "sign_majority_vote",
+    "signum",
     "static_field",
+    "terngrad",
     "top_k",
     "uniform_costs",
     "volume_matched_threshold",

@@ -30,6 +30,8 @@ MaskedMessage        as SparseMessage (a threshold's message, held densely)
 SeededMessage        ``k * value_bits + 64`` (indices regenerated from the seed)
 QuantizedMessage     ``32 + n * (ceil(log2(levels + 1)) + 1)``
 SignMessage          ``n + 32``
+TwoValueMessage      ``n + 64``
+PowerOfTwoMessage    ``9 * n`` (sign and 8-bit exponent per entry)
 ===================  ==========================================================
 """
 
@@ -98,6 +100,16 @@ class Message(abc.ABC):
   def overflow(self) -> BitCount:
     """Selected entries not sent for lack of buffer space (0 by default)."""
     return BitCount.zero()
+
+  def exchanged_over(self) -> Any:
+    """The mesh axis whose devices already exchanged values while encoding
+    this message (PowerSGD's factors, a majority vote), else ``None``.
+
+    Such a message holds what it received, so :meth:`mean` needs no further
+    collective; whoever drops it (error feedback on a non-finite step) must
+    drop it on every device of that axis alike (:func:`exchanged_axes`).
+    """
+    return None
 
   def mean(self, axis_name, sparse_crossover: bool = True) -> Any:
     """The mean over ``axis_name`` of the dense updates of every device.
@@ -301,6 +313,47 @@ class SignMessage(Message):
 
 
 @message_type
+class TwoValueMessage(Message):
+  """One bit per entry choosing one of two fp32 values (1-bit SGD)."""
+  high: jax.Array  # bool: the entry is sent as ``high_value``
+  high_value: jax.Array
+  low_value: jax.Array
+  shape: tuple[int, ...] = static_field()
+  dtype: Any = static_field()
+
+  def to_dense(self) -> jax.Array:
+    dense = jnp.where(self.high, self.high_value, self.low_value)
+    return dense.astype(self.dtype).reshape(self.shape)
+
+  def size(self) -> tuple[BitCount, BitCount]:
+    n = _numel(self.high.shape)
+    return BitCount.of(n), BitCount.of(n, 1, 64)
+
+
+@message_type
+class PowerOfTwoMessage(Message):
+  """Signed powers of two: a sign bit and an 8-bit exponent per entry.
+
+  ``exponent`` is the biased exponent of float32 (uint8): ``E`` in
+  ``[1, 254]`` sends ``2**(E - 127)``, 0 sends zero and 255 infinity.
+  """
+  negative: jax.Array  # bool
+  exponent: jax.Array  # uint8
+  shape: tuple[int, ...] = static_field()
+  dtype: Any = static_field()
+
+  def to_dense(self) -> jax.Array:
+    bits = ((self.negative.astype(jnp.uint32) << 31)
+            | (self.exponent.astype(jnp.uint32) << 23))
+    dense = jax.lax.bitcast_convert_type(bits, jnp.float32)
+    return dense.astype(self.dtype).reshape(self.shape)
+
+  def size(self) -> tuple[BitCount, BitCount]:
+    n = _numel(self.exponent.shape)
+    return BitCount.of(n), BitCount.of(n, 9)
+
+
+@message_type
 class FlatMessage(Message):
   """A message over the concatenation of all float leaves of a pytree.
 
@@ -395,6 +448,13 @@ def message_support(message: Any) -> Any:
 def message_overflow(message: Any) -> BitCount:
   """Selected entries left out for lack of buffer space, over all messages."""
   return BitCount.sum(m.overflow() for m in _messages(message))
+
+
+def exchanged_axes(message: Any) -> tuple:
+  """The mesh axes the messages in ``message`` were exchanged over while
+  encoding (:meth:`Message.exchanged_over`), each once."""
+  axes = (m.exchanged_over() for m in _messages(message))
+  return tuple(dict.fromkeys(a for a in axes if a is not None))
 
 
 def message_size(message: Any) -> tuple[BitCount, BitCount]:

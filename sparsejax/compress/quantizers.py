@@ -1,4 +1,5 @@
-"""Quantizing compressors: QSGD, scaled sign, cast, and no compression."""
+"""Quantizing compressors: QSGD, TernGrad, natural compression, 1-bit SGD,
+scaled sign, cast, and no compression."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import jax.numpy as jnp
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.base import check_float_dtype
 from sparsejax.compress.base import check_int
+from sparsejax.compress.base import check_number
 from sparsejax.compress.base import make_compressor
 from sparsejax.compress.messages import DenseMessage
+from sparsejax.compress.messages import PowerOfTwoMessage
 from sparsejax.compress.messages import QuantizedMessage
 from sparsejax.compress.messages import SignMessage
+from sparsejax.compress.messages import TwoValueMessage
 
 MAX_LEVELS = 2**24  # float32 holds every level up to here exactly
 
@@ -74,6 +78,132 @@ def qsgd(levels: int = 256, *, seed: int = 0) -> Compressor:
 
 
 qsgd.static_args = ("levels",)
+
+
+def terngrad(*, clip_sigma: float | None = None, seed: int = 0) -> Compressor:
+  r"""TernGrad: stochastic ternary levels ``{-s, 0, s}`` per tensor.
+
+  .. math:: C(x)_i = s \, \mathrm{sign}(x_i) \, b_i, \quad
+     b_i \sim \mathrm{Bernoulli}(|x_i| / s), \quad s = \max_j |x_j|
+
+  Unbiased: ``E[C(x)] = x``. With ``clip_sigma = c`` (the paper uses 2.5),
+  ``x`` is first clipped to ``[-c sigma, c sigma]``, ``sigma`` the standard
+  deviation of the tensor's entries; ``C`` is then unbiased for the clipped
+  tensor only. Bits: ``32 + 2 n`` (the fp32 scaler ``s`` and a 2-bit level
+  per entry, sent as a :class:`~sparsejax.compress.QuantizedMessage` with
+  one level). ``s`` and ``sigma`` are computed without overflow for any
+  finite input.
+
+  Args:
+    clip_sigma: ``None`` (no clipping, as GRACE's ``terngrad``) or a number
+      ``c > 0``.
+    seed: seed of the PRNG key kept in state.
+
+  References:
+    Wen et al., "TernGrad: Ternary Gradients to Reduce Communication in
+    Distributed Deep Learning", NeurIPS 2017, https://arxiv.org/abs/1705.07878
+  """
+  if clip_sigma is not None:
+    check_number(clip_sigma, "clip_sigma", 0, low_open=True)
+
+  def encode_vector(x, key):
+    # In units of a power of two near max|x|: no overflow of the squares,
+    # no ratio lost to a subnormal reciprocal.
+    unit, inverse = _power_of_two_scale(x.astype(jnp.float32))
+    y = x.astype(jnp.float32) * inverse
+    if clip_sigma is not None:
+      bound = clip_sigma * jnp.std(y)
+      y = jnp.clip(y, -bound, bound)
+    top = jnp.max(jnp.abs(y))
+    keep = (jax.random.uniform(key, x.shape)
+            < jnp.abs(y) / jnp.where(top > 0, top, 1.0))
+    levels = jnp.sign(y) * keep
+    return QuantizedMessage(unit * top, levels.astype(jnp.int8), 1, x.shape,
+                            x.dtype)
+
+  return make_compressor(encode_vector, seed=seed)
+
+
+terngrad.static_args = ()
+
+
+def natural_compression(*, seed: int = 0) -> Compressor:
+  r"""Natural compression: each entry rounded at random to a power of two.
+
+  For ``2**a <= |x_i| < 2**(a + 1)``:
+
+  .. math:: C(x)_i = \mathrm{sign}(x_i) \cdot \begin{cases}
+     2^{a+1} & \text{with probability } |x_i| / 2^a - 1 \\
+     2^a & \text{otherwise} \end{cases}
+
+  Unbiased, with ``E||C(x) - x||^2 <= ||x||^2 / 8``. Bits: ``9 n`` (a sign
+  bit and the 8-bit float32 exponent per entry). Zero stays zero. Entries
+  below ``2**-126`` (float32 subnormals) are rounded the same way between 0
+  and ``2**-126``, so they stay unbiased. Rounding up never passes the
+  largest power of two of the updates' dtype (``2**127`` for float32 and
+  bfloat16, ``2**15`` for float16): entries above it are sent as it, the one
+  biased case. A non-finite entry is sent as an infinity of its sign.
+
+  References:
+    Horvath, Ho, Horvath, Sahu, Canini, Richtarik, "Natural Compression for
+    Distributed Deep Learning", MSML 2022, https://arxiv.org/abs/1905.10988
+  """
+
+  def encode_vector(x, key):
+    bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+    exponent = (bits >> 23) & 0xFF
+    mantissa = bits & 0x7FFFFF
+    # P(up) = mantissa / 2**23 = |x| / 2**a - 1 (subnormals: |x| / 2**-126).
+    up = (jax.random.bits(key, x.shape, jnp.uint32) >> 9) < mantissa
+    largest = 126 + jnp.finfo(x.dtype).maxexp  # biased exponent of the cap
+    rounded = jnp.where(exponent == 0xFF, exponent,
+                        jnp.minimum(exponent + up, largest))
+    return PowerOfTwoMessage(bits >> 31 == 1, rounded.astype(jnp.uint8),
+                             x.shape, x.dtype)
+
+  return make_compressor(encode_vector, seed=seed)
+
+
+natural_compression.static_args = ()
+
+
+def onebit() -> Compressor:
+  r"""1-bit SGD: one bit per entry, the mean of its side as the value.
+
+  .. math:: C(x)_i = \begin{cases} \mathrm{mean}\{x_j : x_j > 0\} &
+     x_i > 0 \\ \mathrm{mean}\{x_j : x_j \le 0\} & \text{otherwise}
+     \end{cases}
+
+  per tensor (GRACE's ``onebit`` puts zeros on the positive side instead).
+  Biased: meant to be used under error feedback
+  (``sj.error_feedback(sj.onebit())``), as in the paper. Bits: ``64 + n``
+  (two fp32 means and a bit per entry). The means are computed without
+  overflow for any finite input.
+
+  References:
+    Seide, Fu, Droppo, Li, Yu, "1-Bit Stochastic Gradient Descent and its
+    Application to Data-Parallel Distributed Training of Speech DNNs",
+    Interspeech 2014
+  """
+
+  def encode_vector(x, key):
+    del key
+    xf = x.astype(jnp.float32)
+    scale, inverse = _power_of_two_scale(xf)
+    scaled = xf * inverse
+    high = xf > 0
+
+    def mean(where):
+      count = jnp.sum(where)
+      total = jnp.sum(jnp.where(where, scaled, 0.0))
+      return scale * (total / jnp.maximum(count, 1))
+
+    return TwoValueMessage(high, mean(high), mean(~high), x.shape, x.dtype)
+
+  return make_compressor(encode_vector)
+
+
+onebit.static_args = ()
 
 
 def scaled_sign() -> Compressor:

@@ -7,9 +7,11 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 
 from sparsejax.compress import quantizers
+from sparsejax.compress import signs
 from sparsejax.compress import sparsifiers
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.cost_weighted import cost_weighted
+from sparsejax.compress.powersgd import powersgd
 
 #: Compressor factories by name, for configs.
 COMPRESSORS = {
@@ -19,9 +21,14 @@ COMPRESSORS = {
     "random_k": sparsifiers.random_k,
     "qsgd": quantizers.qsgd,
     "scaled_sign": quantizers.scaled_sign,
+    "terngrad": quantizers.terngrad,
+    "natural_compression": quantizers.natural_compression,
+    "onebit": quantizers.onebit,
     "cast": quantizers.cast,
     "no_compression": quantizers.no_compression,
     "cost_weighted": cost_weighted,
+    "powersgd": powersgd,
+    "sign_majority_vote": signs.sign_majority_vote,
 }
 
 _DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16,

@@ -18,7 +18,14 @@ How it crosses the wire, per message type:
   above the crossover): one ``pmean`` all-reduce;
 * other messages (quantized, sign, seeded, cast, gated): all-gather of the
   message in its wire dtypes, decoded and averaged on every device;
-* a :class:`FlatMessage` (``scope="global"``) as its inner message.
+* a :class:`FlatMessage` (``scope="global"``) as its inner message;
+* messages whose devices already exchanged values while encoding
+  (:meth:`~sparsejax.compress.Message.exchanged_over`): PowerSGD's
+  :class:`LowRankMessage` (``encode`` all-reduces ``P`` and ``Q``, two
+  ``pmean`` s of ``(n + m) * r`` floats) and the majority vote's
+  :class:`VoteMessage` (one ``psum`` of int8 signs) hold what they received,
+  so their mean is local. Their compressors take the axis themselves:
+  ``sj.error_feedback(sj.powersgd(axis_name="data"), axis_name="data")``.
 
 Each message type implements its collective
 (:meth:`sparsejax.compress.Message.mean`);

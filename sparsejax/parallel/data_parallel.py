@@ -13,6 +13,11 @@ Per step, each device computes its gradient, the transformation (e.g.
 ``sj.error_feedback(sj.top_k(1e-3), axis_name="data")`` followed by an optax
 optimizer) sends its message and receives the mean, and all devices apply the
 same update. ``model_state`` and metrics are averaged with ``pmean``.
+The compressor picks its collective: each message type has its own (see
+:mod:`sparsejax.parallel.collectives`), and PowerSGD and the majority vote
+exchange their factors or signs while encoding (``sj.powersgd(...,
+axis_name="data")``, ``sj.sign_majority_vote(axis_name="data")``); the
+step itself is the same for all.
 Several hosts: call ``jax.distributed.initialize`` first, build one global
 mesh over ``jax.devices()`` and feed each process's part of the batch with
 :func:`global_batch`; the code is the same.

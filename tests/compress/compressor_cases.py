@@ -1,12 +1,15 @@
 """Shared compressor configurations for the compress test suite.
 
 Every public compressor appears here at least once, in each of its modes
-(ratio / k, leaf / global scope, with / without capacity, scaled / unscaled).
+(ratio / k, leaf / global scope, with / without capacity, scaled / unscaled),
+and each runs bare, under error feedback and under EF21 (:data:`FEEDBACKS`).
 """
 
 import jax.numpy as jnp
 
 import sparsejax as sj
+from sparsejax import feedback
+from sparsejax.compress.accounting import find_nodes
 
 # name -> (factory, kwargs). Kwargs are chosen so that every compressor
 # actually drops or rounds something on the small test trees.
@@ -34,15 +37,55 @@ COMPRESSORS = {
                                 dict(budget=12, num_steps=4)),
     "cost_weighted": (sj.cost_weighted, dict(costs="by_layer_kind",
                                              energy_ratio=0.25)),
+    # Issue #18: the quantizers of GRACE.
+    "terngrad": (sj.terngrad, {}),
+    "terngrad_clipped": (sj.terngrad, dict(clip_sigma=1.0, seed=3)),
+    "natural_compression": (sj.natural_compression, {}),
+    "onebit": (sj.onebit, {}),
+    # Issue #18: PowerSGD (no warm-up, so step 1 compresses) and signSGD
+    # with majority vote.
+    "powersgd": (sj.powersgd, dict(rank=1, start_iter=0)),
+    "powersgd_rank2": (sj.powersgd, dict(rank=2, start_iter=0,
+                                         min_compression_rate=1.0, seed=5)),
+    "sign_majority_vote": (sj.sign_majority_vote, {}),
 }
 
 NAMES = sorted(COMPRESSORS)
 
+#: How a compressor is wrapped: bare, error feedback, EF21.
+FEEDBACKS = (False, True, "ef21")
+
+
+_PREFIXES = {False: "", True: "ef-", "ef21": "ef21-"}
+
+
+def case_id(name, ef):
+  """The test id of ``name`` wrapped as ``ef``: ``ef-top_k``, ``ef21-...``."""
+  return _PREFIXES[ef] + name
+
+
+def _wrapper(ef):
+  return sj.ef21 if ef == "ef21" else sj.error_feedback
+
 
 def make(name, ef=False, **ef_kwargs):
+  """The compressor ``name``, wrapped as ``ef`` (one of :data:`FEEDBACKS`);
+  ``residual_dtype`` is EF21's ``estimate_dtype``."""
   factory, kwargs = COMPRESSORS[name]
   tx = factory(**kwargs)
-  return sj.error_feedback(tx, **ef_kwargs) if ef else tx
+  if not ef:
+    return tx
+  if ef == "ef21" and "residual_dtype" in ef_kwargs:
+    ef_kwargs["estimate_dtype"] = ef_kwargs.pop("residual_dtype")
+  return _wrapper(ef)(tx, **ef_kwargs)
+
+
+def memory(state):
+  """The params-shaped memory of the feedback: EF's residual or EF21's
+  estimate."""
+  if find_nodes(state, feedback.EF21State):
+    return feedback.estimate(state)
+  return sj.residual(state)
 
 
 def make_injected(name, ef=False):
@@ -54,7 +97,7 @@ def make_injected(name, ef=False):
   if not ef:
     return inner
   # The compressor of error_feedback must be a sparsejax Compressor (it needs
-  # ``encode``), so the injected one is the outer error_feedback.
-  return optax.inject_hyperparams(
-      sj.error_feedback, static_args=sj.error_feedback.static_args)(
-          compressor=factory(**kwargs))
+  # ``encode``), so the injected one is the outer error_feedback (or EF21).
+  wrapper = _wrapper(ef)
+  return optax.inject_hyperparams(wrapper, static_args=wrapper.static_args)(
+      compressor=factory(**kwargs))

@@ -1,7 +1,8 @@
 """Conformance suite: every compressor, alone and under error feedback.
 
-Each test runs over every entry of ``compressor_cases.COMPRESSORS`` twice:
-the bare compressor and ``error_feedback(compressor)``.
+Each test runs over every entry of ``compressor_cases.COMPRESSORS`` three
+times: the bare compressor, ``error_feedback(compressor)`` and
+``ef21(compressor)``.
 """
 
 import chex
@@ -14,8 +15,8 @@ import pytest
 import sparsejax as sj
 import compressor_cases as cases
 
-CASES = [pytest.param(name, ef, id=f"{'ef-' if ef else ''}{name}")
-         for name in cases.NAMES for ef in (False, True)]
+CASES = [pytest.param(name, ef, id=cases.case_id(name, ef))
+         for name in cases.NAMES for ef in cases.FEEDBACKS]
 
 
 def _tree(dtype=jnp.float32, seed=0):
@@ -96,7 +97,7 @@ def test_no_recompilation_on_later_steps(name, ef):
 
 DTYPE_CASES = [
     pytest.param(name, ef, dtype, rdtype,
-                 id=f"{'ef-' if ef else ''}{name}-{jnp.dtype(dtype).name}"
+                 id=f"{cases.case_id(name, ef)}-{jnp.dtype(dtype).name}"
                  + (f"-res_{jnp.dtype(rdtype).name}" if rdtype else ""))
     for name in cases.NAMES
     for ef, dtype, rdtype in [(False, jnp.float32, None),
@@ -104,7 +105,10 @@ DTYPE_CASES = [
                               (True, jnp.float32, None),
                               (True, jnp.bfloat16, None),
                               (True, jnp.bfloat16, jnp.float32),
-                              (True, jnp.bfloat16, jnp.bfloat16)]]
+                              (True, jnp.bfloat16, jnp.bfloat16),
+                              ("ef21", jnp.float32, None),
+                              ("ef21", jnp.bfloat16, None),
+                              ("ef21", jnp.bfloat16, jnp.bfloat16)]]
 
 
 @pytest.mark.parametrize("name,ef,dtype,residual_dtype", DTYPE_CASES)
@@ -131,7 +135,7 @@ def test_dtypes_are_kept(name, ef, dtype, residual_dtype):
   if ef:
     # Default: the params' dtype promoted to at least float32.
     expected = jnp.float32 if residual_dtype is None else residual_dtype
-    for e in jax.tree.leaves(sj.residual(state)):
+    for e in jax.tree.leaves(cases.memory(state)):
       assert e.dtype == expected
     # The compressor sees a in the gradient's dtype: the message is the
     # bare compressor's (same wire dtype, same bits), whatever the residual.
@@ -145,16 +149,16 @@ def test_dtypes_are_kept(name, ef, dtype, residual_dtype):
         sj.exact(sj.compress.message_size(message)[1]),
         sj.exact(sj.compress.message_size(bare_message)[1]))
     if expected == jnp.float32:
-      # An fp32 residual loses nothing to rounding at step 1 (e_0 = 0,
-      # a = g): e_1 == g - decode(message) exactly in fp32, and the output
-      # is that message.
+      # An fp32 memory loses nothing to rounding at step 1 (e_0 = g_0 = 0):
+      # the output is the message, e_1 == g - decode(message) (EF) and
+      # g_1 == decode(message) (EF21) exactly in fp32.
       sent = sj.decode(message)
       for gi, si, oi, ei in zip(*map(jax.tree.leaves,
-                                     (g, sent, out, sj.residual(state)))):
+                                     (g, sent, out, cases.memory(state)))):
         assert si.dtype == dtype
         np.testing.assert_array_equal(
-            np.asarray(ei), np.asarray(gi, np.float32) - np.asarray(
-                si, np.float32))
+            np.asarray(ei), np.asarray(si, np.float32) if ef == "ef21" else
+            np.asarray(gi, np.float32) - np.asarray(si, np.float32))
         np.testing.assert_array_equal(np.asarray(oi), np.asarray(si))
 
 
@@ -220,7 +224,8 @@ def test_integer_leaves_pass_through(name, ef):
     np.testing.assert_array_equal(out[key], ref[key])
   if ef:
     np.testing.assert_array_equal(
-        sj.residual(state)["z"], tx.init({**params, "z": ints}).residual["z"])
+        cases.memory(state)["z"],
+        cases.memory(tx.init({**params, "z": ints}))["z"])
 
 
 @pytest.mark.parametrize("name,ef", CASES)
@@ -234,16 +239,19 @@ def test_map_params_reaches_exactly_the_params_shaped_state(name, ef):
   _, state = tx.update(_tree(seed=1), state, params)
   _assert_trees_equal(optax.tree.map_params(tx, lambda p: p, state), state)
   mapped = optax.tree.map_params(tx, lambda p: p + 1, state)
-  # The momentum trace of sgd moves, and the residual under EF ...
+  # The momentum trace of sgd moves, and the residual (estimate) under EF
+  # (EF21) ...
   moved = [(state[1][0].trace, mapped[1][0].trace)]
   if ef:
-    moved.append((sj.residual(state), sj.residual(mapped)))
+    moved.append((cases.memory(state), cases.memory(mapped)))
   for before, after in moved:
     for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
       np.testing.assert_array_equal(a, b + 1)
   # ... everything else (counters, keys, ledgers) does not.
   def rest(s):
-    return s[0]._replace(residual=None) if ef else s[0]
+    if not ef:
+      return s[0]
+    return s[0]._replace(**{"estimate" if ef == "ef21" else "residual": None})
   _assert_trees_equal(rest(mapped), rest(state))
   # and the non-params part can be replaced, e.g. by sharding specs.
   specs = optax.tree.map_params(tx, lambda p: "param", state,

@@ -1,4 +1,4 @@
-"""Every compressor, alone and under error feedback, on explicitly sharded
+"""Every compressor, alone, under error feedback and EF21, on explicitly sharded
 params (a mesh with ``AxisType.Explicit``: the sharding is in the type).
 
 As optax's own sharding tests: the state's types (shardings included) are
@@ -18,8 +18,8 @@ from jax.sharding import PartitionSpec as P
 import sparsejax as sj
 import compressor_cases as cases
 
-CASES = [pytest.param(name, ef, id=f"{'ef-' if ef else ''}{name}")
-         for name in cases.NAMES for ef in (False, True)]
+CASES = [pytest.param(name, ef, id=cases.case_id(name, ef))
+         for name in cases.NAMES for ef in cases.FEEDBACKS]
 
 # Leaf -> (shape, spec): rows sharded, columns sharded, a replicated vector.
 LAYOUT = {"b": ((5,), P()), "v": ((4, 8), P(None, "x")),
@@ -77,7 +77,7 @@ def test_explicit_sharding_is_kept(name, ef, mesh):
   for out in (out1, out2):
     assert _types(out) == _types(params)
   if ef:
-    assert _types(sj.residual(state2)) == jax.tree.map(
+    assert _types(cases.memory(state2)) == jax.tree.map(
         lambda p: jax.typeof(p.astype(jnp.float32)), params)
   for out, ref in ((out1, ref1), (out2, ref2)):
     for key in LAYOUT:

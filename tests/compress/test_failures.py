@@ -309,8 +309,8 @@ def test_cwmp_charges_only_what_fits_in_its_buffer():
 
 # ------------------------------- zero-size leaves, empty trees, non-floats
 
-EMPTY_CASES = [pytest.param(name, ef, id=f"{'ef-' if ef else ''}{name}")
-               for name in cases.NAMES for ef in (False, True)]
+EMPTY_CASES = [pytest.param(name, ef, id=cases.case_id(name, ef))
+               for name in cases.NAMES for ef in cases.FEEDBACKS]
 
 
 def _base_tree():
@@ -340,7 +340,7 @@ def test_zero_size_leaves_are_sent_whole_at_no_cost(name, ef):
     np.testing.assert_array_equal(out[key], ref_out[key])
   assert _bits(state) == _bits(ref_state)
   if ef:
-    assert sj.residual(state)["x"].shape == (0,)
+    assert cases.memory(state)["x"].shape == (0,)
 
 
 @pytest.mark.parametrize("name,ef", EMPTY_CASES)

@@ -76,6 +76,10 @@ CASES = {
                       messages.QuantizedMessage, True, "all_gather"),
     "sign": Case(_encoder(lambda _: sj.scaled_sign()), messages.SignMessage,
                  True, "all_gather"),
+    "two_value": Case(_encoder(lambda _: sj.onebit()),
+                      messages.TwoValueMessage, True, "all_gather"),
+    "power_of_two": Case(_encoder(lambda d: sj.natural_compression(seed=d)),
+                         messages.PowerOfTwoMessage, True, "all_gather"),
     "gated_sent": Case(_gated(jnp.asarray(True)), messages.GatedMessage, False,
                        "all_gather"),
     "gated_not_sent": Case(_gated(jnp.asarray(False)), messages.GatedMessage,
@@ -347,7 +351,8 @@ def test_create_compressor_from_a_name_or_a_config():
     np.testing.assert_array_equal(got.to_dense(), want.to_dense())
   assert sorted(sj.COMPRESSORS) == sorted(
       ["blockwise_top_k", "cast", "cost_weighted", "hard_threshold",
-       "no_compression", "qsgd", "random_k", "scaled_sign", "top_k"])
+       "natural_compression", "no_compression", "onebit", "powersgd", "qsgd",
+       "random_k", "scaled_sign", "sign_majority_vote", "terngrad", "top_k"])
   with pytest.raises(ValueError, match="no 'name'"):
     sj.create_compressor({"k": 3})
   with pytest.raises(ValueError, match="unknown compressor 'identity'"):

@@ -4,11 +4,13 @@ import importlib
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments.dp_train import train
 from experiments.dp_train.configs import smoke
+import sparsejax as sj
 from sparsejax import training
 
 
@@ -56,6 +58,9 @@ def _check_bytes_and_learning(runs):
     (lambda c: c.update(batch_size=30), "batch_size 30.*num_devices 4"),
     (lambda c: c.methods.update(
         y={"name": "top_k", "ratio": 2.0}), "methods.y.*ratio"),
+    (lambda c: c.methods.update(z={"name": "top_k", "ratio": 0.1,
+                                   "error_feedback": "ef22"}),
+     "methods.z.*error_feedback"),
 ])
 def test_bad_config_fails_at_start_naming_the_option(tmp_path, change,
                                                      message):
@@ -64,6 +69,15 @@ def test_bad_config_fails_at_start_naming_the_option(tmp_path, change,
   with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
   assert not os.listdir(tmp_path)   # nothing was started
+
+
+@pytest.mark.parametrize("feedback,kind", [
+    (True, sj.feedback.ErrorFeedbackState), ("ef21", sj.feedback.EF21State)])
+def test_feedback_is_chosen_by_config(feedback, kind):
+  tx = train.build_compressor({"name": "top_k", "k": 1,
+                               "error_feedback": feedback}, 3, 5, "data",
+                              None)
+  assert isinstance(tx.init(jnp.zeros(3)), kind)
 
 
 @pytest.mark.slow

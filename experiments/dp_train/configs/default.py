@@ -17,7 +17,7 @@ FIELD_HELP = {
     "optimizer": "Optimizer after the compressor: name (optax), "
                  "learning_rate, schedule, kwargs.",
     "methods": "Methods compared, name -> compressor config "
-               "(error_feedback: False for none).",
+               "(error_feedback: False for none, 'ef21' for EF21).",
     "num_devices": "Data-parallel devices (forced host devices on CPU).",
     "batch_size": "Global batch size (a multiple of num_devices).",
     "num_steps": "Training steps per method.",
