@@ -60,6 +60,14 @@ from sparsejax.compress.messages import exchanged_axes
 from sparsejax.compress.messages import mean_over_axis
 
 
+def _feedback_stats(state) -> dict[str, jax.Array]:
+  """``comm_stats`` of an error-feedback state (EF or EF21)."""
+  return {"total_error": state.total_error,
+          "residual_norm": jnp.sqrt(state.residual_sq_norm),
+          "nonfinite_steps": state.nonfinite_steps,
+          "internal_nonfinite_steps": state.internal_nonfinite_steps}
+
+
 class ErrorFeedbackState(NamedTuple):
   """Residual, wrapped compressor state and error statistics."""
   residual: Any               # e_t, same structure as params
@@ -71,12 +79,7 @@ class ErrorFeedbackState(NamedTuple):
   internal_nonfinite_steps: jax.Array  # int32: skipped, finite gradient
 
   comm_stats_combine = {"residual_norm": "norm"}
-
-  def comm_stats(self) -> dict[str, jax.Array]:
-    return {"total_error": self.total_error,
-            "residual_norm": jnp.sqrt(self.residual_sq_norm),
-            "nonfinite_steps": self.nonfinite_steps,
-            "internal_nonfinite_steps": self.internal_nonfinite_steps}
+  comm_stats = _feedback_stats
 
 
 def sq_norm(tree) -> jax.Array:
@@ -302,12 +305,7 @@ class EF21State(NamedTuple):
   internal_nonfinite_steps: jax.Array  # int32: skipped, finite gradient
 
   comm_stats_combine = {"residual_norm": "norm"}
-
-  def comm_stats(self) -> dict[str, jax.Array]:
-    return {"total_error": self.total_error,
-            "residual_norm": jnp.sqrt(self.residual_sq_norm),
-            "nonfinite_steps": self.nonfinite_steps,
-            "internal_nonfinite_steps": self.internal_nonfinite_steps}
+  comm_stats = _feedback_stats
 
 
 def ef21(compressor: Compressor, *, estimate_dtype=None,

@@ -450,6 +450,19 @@ def message_overflow(message: Any) -> BitCount:
   return BitCount.sum(m.overflow() for m in _messages(message))
 
 
+def check_exchanged_over(message: Message, axis_name, factory: str) -> None:
+  """Refuses to aggregate ``message`` over an axis other than the one its
+  values were exchanged over while encoding (``factory``: the compressor to
+  pass ``axis_name=`` to)."""
+  built = message.exchanged_over()
+  if built is None or axis_name != built:
+    raise ValueError(
+        f"a {factory} message can only be aggregated over the mesh axis its "
+        f"values were exchanged over while encoding (built with axis_name="
+        f"{built!r}, aggregated over {axis_name!r}): pass "
+        f"axis_name={axis_name!r} to sj.{factory}")
+
+
 def exchanged_axes(message: Any) -> tuple:
   """The mesh axes the messages in ``message`` were exchanged over while
   encoding (:meth:`Message.exchanged_over`), each once."""

@@ -38,6 +38,7 @@ from sparsejax.compress.base import whole
 from sparsejax.compress.bitcount import BitCount
 from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import Message
+from sparsejax.compress.messages import check_exchanged_over
 from sparsejax.compress.messages import mean_over_axis
 from sparsejax.compress.messages import message_type
 from sparsejax.compress.messages import static_field
@@ -80,12 +81,7 @@ class LowRankMessage(Message):
     """``P_hat (mean_i Q_i)^T``, received while encoding over
     ``axis_name``."""
     del sparse_crossover
-    if self.axis_name is None or axis_name != self.axis_name:
-      raise ValueError(
-          f"a powersgd message can only be averaged over the mesh axis its "
-          f"factors were all-reduced over (built with axis_name="
-          f"{self.axis_name!r}, averaged over {axis_name!r}): pass "
-          f"axis_name={axis_name!r} to sj.powersgd")
+    check_exchanged_over(self, axis_name, "powersgd")
     return (self.p @ self.q_mean.T).astype(self.dtype).reshape(self.shape)
 
 

@@ -25,6 +25,7 @@ from sparsejax.compress.base import decoding_update
 from sparsejax.compress.base import make_compressor
 from sparsejax.compress.bitcount import BitCount
 from sparsejax.compress.messages import Message
+from sparsejax.compress.messages import check_exchanged_over
 from sparsejax.compress.messages import mean_over_axis
 from sparsejax.compress.messages import message_type
 from sparsejax.compress.messages import static_field
@@ -63,12 +64,7 @@ class VoteMessage(Message):
     """The majority vote ``sign(votes)``, received while encoding (the
     aggregate of signSGD is the vote, not the mean)."""
     del sparse_crossover
-    if self.axis_name is None or axis_name != self.axis_name:
-      raise ValueError(
-          f"a sign_majority_vote message can only be aggregated over the "
-          f"mesh axis it voted over (built with axis_name="
-          f"{self.axis_name!r}, aggregated over {axis_name!r}): pass "
-          f"axis_name={axis_name!r} to sj.sign_majority_vote")
+    check_exchanged_over(self, axis_name, "sign_majority_vote")
     vote = jnp.sign(self.votes).astype(jnp.float32)
     vote = jnp.where(self.nonfinite > 0, jnp.nan, vote)
     return vote.astype(self.dtype).reshape(self.shape)
