@@ -9,9 +9,11 @@ elements, within ``calibration_rtol`` (default 2%): pilot runs with constant
 runs under ``workdir/calibration/ratio=<r>/lambda=<lambda>/``, started from
 ``config.calibration_start`` (or ``1/(2 sqrt(k))``) and found by
 :func:`sparsejax.calibrate_threshold` with ``widen=True`` (pilots cached in
-``calibration/ratio=<r>/pilots.json``, so a rerun reruns none). The chosen pilot *is* the method's
-run; ``<method>/calibration.json`` records the target, every pilot and the
-spend per logged interval. A budgeted method may start from the same
+``calibration/ratio=<r>/pilots.json``, so a rerun reruns none). The chosen
+pilot *is* the method's run: its ``metrics.jsonl`` is copied to
+``<method>/metrics.jsonl`` (what reports read), and
+``<method>/calibration.json`` records the target, every pilot and the spend
+per logged interval. A budgeted method may start from the same
 constant: ``{"name": "hard_threshold", "budget_ratio": r,
 "initial_threshold": "calibrated"}``.
 """
@@ -21,11 +23,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from typing import Callable, Sequence
 
 import sparsejax as sj
 
 CALIBRATED = "calibrated"
+METRICS_FILE = "metrics.jsonl"  # a run's records (sparsejax.training)
 
 #: ``(lambda, ratio) -> records`` of a pilot run with constant ``lambda``.
 PilotFn = Callable[[float, float], Sequence[dict]]
@@ -34,6 +38,11 @@ PilotFn = Callable[[float, float], Sequence[dict]]
 def is_calibrated(method) -> bool:
   """Whether a method is the calibrated constant threshold."""
   return method.get("threshold") == CALIBRATED
+
+
+def pilot_name(ratio: float, lam: float) -> str:
+  """The pilot run's directory under the workdir."""
+  return os.path.join("calibration", f"ratio={ratio:g}", f"lambda={lam!r}")
 
 
 def target_volume(ratio: float, num_params: int, num_steps: int,
@@ -88,10 +97,15 @@ class Calibrator:
     return self._done[ratio]
 
   def write(self, directory: str, ratio: float) -> None:
-    """``directory/calibration.json``: target, pilots, chosen spend."""
+    """``directory/calibration.json`` (target, pilots, chosen spend) and the
+    chosen pilot's ``metrics.jsonl``."""
     cal, records = self.calibrate(ratio)
     target = target_volume(ratio, *self._shape)
     os.makedirs(directory, exist_ok=True)
+    shutil.copyfile(
+        os.path.join(self._workdir, pilot_name(ratio, cal.threshold),
+                     METRICS_FILE),
+        os.path.join(directory, METRICS_FILE))
     with open(os.path.join(directory, "calibration.json"), "w") as f:
       json.dump({
           "ratio": ratio, "target_elements": target, "rtol": self._rtol,

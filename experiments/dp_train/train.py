@@ -173,9 +173,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   train_ds, test_ds = launch.load_dataset(config.dataset)
 
   def pilot(lam, ratio):
-    name = os.path.join("calibration", f"ratio={ratio:g}", f"lambda={lam!r}")
     method = {"name": "hard_threshold", "threshold": lam}
-    return train_method(name, method, config, workdir, train_ds, test_ds)
+    return train_method(calibrated.pilot_name(ratio, lam), method, config, workdir, train_ds, test_ds)
 
   calibrator = calibrated.Calibrator(
       pilot, workdir, num_params=_num_params(config, train_ds),

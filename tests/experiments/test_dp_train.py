@@ -101,6 +101,8 @@ def test_calibrated_constant_threshold_matches_top_k_volume(tmp_path):
   pilot_dir = (tmp_path / "calibration" / "ratio=0.05" /
                f"lambda={info['threshold']!r}")
   assert training.read_metrics(pilot_dir) == runs["calibrated"]
+  # ... and is where reports find the method's run.
+  assert training.read_metrics(tmp_path / "calibrated") == runs["calibrated"]
   assert len(info["pilots"]) >= 2
   # The budgeted rule never exceeds the same total.
   assert runs["budgeted"][-1]["elements_sent"] <= target
