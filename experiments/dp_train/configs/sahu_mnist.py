@@ -6,7 +6,10 @@ r"""Sahu et al. at CPU scale: constant vs budgeted threshold vs top-k, equal vol
 
 The argument after ``:`` is the ratio ``r`` (default ``0.001``), optionally
 followed by ``,no_dense`` to leave the dense baseline out (it does not
-depend on ``r``: ``run_sahu.sh`` runs it with the first ratio only). Every
+depend on ``r``: ``run_sahu.sh`` runs it with the first ratio only) and
+``,heuristic`` to replace the two calibrated methods by Sahu et al.'s own
+volume match ``lambda = 1/(2 sqrt(k))`` (``ef_threshold_heuristic``; no
+pilot runs: a first look, not the equal-volume test). Every
 compressed method sends top-k(``r``)'s total volume, ``floor(r d)`` elements
 per worker and step, all with error feedback and the same optimizer:
 
@@ -55,9 +58,9 @@ def methods(ratio: float) -> dict:
 def get_config(arg: str = "0.001"):
   ratio, *options = arg.split(",")
   ratio = float(ratio)
-  if set(options) - {"no_dense"}:
+  if set(options) - {"no_dense", "heuristic"}:
     raise ValueError(f"sahu_mnist.py:{arg}: options after the ratio must be "
-                     "'no_dense'")
+                     "'no_dense' or 'heuristic'")
   config = default.get_config()
   config.dataset = ml_collections.ConfigDict(
       {"name": "mnist", "source": "files", "kwargs": {}})
@@ -69,6 +72,12 @@ def get_config(arg: str = "0.001"):
   config.methods = methods(ratio)
   if "no_dense" in options:
     del config.methods["dense"]
+  if "heuristic" in options:
+    del config.methods["ef_threshold_calibrated"]
+    del config.methods["ef_budgeted_calibrated"]
+    config.methods["ef_threshold_heuristic"] = {
+        "name": "hard_threshold", "threshold": "volume_matched",
+        "volume_ratio": ratio}
   config.ratio = ratio
   config.calibration_start = 0.0   # 0: start from 1/(2 sqrt(k))
   config.calibration_rtol = 0.02
