@@ -2,7 +2,9 @@
 
 ``train_and_evaluate(config, workdir)`` partitions ``config.dataset`` into
 clients, then for each entry of ``config.methods`` (an algorithm, optionally a
-compressor and ``alpha``/``mu``) runs a :class:`sparsejax.federated.Simulation`
+compressor, ``alpha``/``mu``, a ``server_opt`` (``server_optimizer``), a
+``downlink`` or SCAFFOLD's ``control_compressor`` compressor spec) runs a
+:class:`sparsejax.federated.Simulation`
 and writes under ``workdir/<method>/``: ``metrics.jsonl``/``.csv`` (one record
 per round: train loss, residual norm, gradient mismatch, exact uplink and
 downlink bits, cumulative bytes, test accuracy every ``eval_every`` rounds)
@@ -55,6 +57,12 @@ COLUMNS = (training.Column("final test acc", "test_accuracy"),
 TARGET_KEYS = ("round", "uplink_bytes", "total_bytes")
 
 
+def local_schedule(local: ml_collections.ConfigDict, num_rounds: int):
+  """``round -> lr`` of the local optimizer (:func:`local_optimizer`)."""
+  return optim.warmup_cosine_schedule(local.lr, local.lr_min,
+                                      local.warmup_rounds, num_rounds)
+
+
 def local_optimizer(local: ml_collections.ConfigDict, num_rounds: int):
   """``round -> optax`` SGD, fresh each round, weight decay added first.
 
@@ -62,8 +70,7 @@ def local_optimizer(local: ml_collections.ConfigDict, num_rounds: int):
   1..W`` (``W = local.warmup_rounds``), then cosine to ``local.lr_min`` at
   the last round (:func:`sparsejax.training.optim.warmup_cosine_schedule`).
   """
-  schedule = optim.warmup_cosine_schedule(local.lr, local.lr_min,
-                                          local.warmup_rounds, num_rounds)
+  schedule = local_schedule(local, num_rounds)
   return lambda rnd: optax.chain(
       optax.add_decayed_weights(local.weight_decay),
       optax.sgd(schedule(rnd), momentum=local.momentum or None))
@@ -87,6 +94,23 @@ def cost_model(costs, config: ml_collections.ConfigDict):
                            tx_joules_per_bit=e_tx * costs_lib.PJ)
 
 
+#: The server optimizers a method's ``server_opt`` may name (FedOpt).
+SERVER_OPTIMIZERS = {"adam": optax.adam, "yogi": optax.yogi,
+                     "adagrad": optax.adagrad, "sgd": optax.sgd}
+
+
+def server_optimizer(spec) -> optax.GradientTransformation:
+  """The optax optimizer of ``{"name": ..., **kwargs}``, e.g. FedAdam's
+  ``{"name": "adam", "learning_rate": 1e-2, "b1": 0.9, "b2": 0.99,
+  "eps": 1e-3}`` (Reddi et al., ICLR 2021)."""
+  spec = dict(spec)
+  name = spec.pop("name", None)
+  if name not in SERVER_OPTIMIZERS:
+    raise ValueError(f"server_opt name must be one of "
+                     f"{sorted(SERVER_OPTIMIZERS)}, got {name!r}")
+  return SERVER_OPTIMIZERS[name](**spec)
+
+
 def build_algorithm(method: ml_collections.ConfigDict, config, model):
   """The :class:`~sparsejax.federated.FederatedAlgorithm` of one method."""
   method = dict(method)
@@ -104,9 +128,16 @@ def build_algorithm(method: ml_collections.ConfigDict, config, model):
       compressor = sj.energy_metered(
           compressor, cost_model(method.pop("energy_costs"), config))
     method["compressor"] = compressor
-  if "reset_compressor" in method:  # of a periodic residual reset
-    method["reset_compressor"] = sj.create_compressor(
-        method["reset_compressor"])
+  # Of a periodic residual reset, SCAFFOLD's control variate upload, the
+  # compressed downlink.
+  for key in ("reset_compressor", "control_compressor", "downlink"):
+    if key in method:
+      method[key] = sj.create_compressor(method[key])
+  if "server_opt" in method:
+    method["server_opt"] = server_optimizer(method["server_opt"])
+  if name == "scaffold":  # option II's eta_l: the local optimizer's lr
+    method.setdefault("local_lr", local_schedule(config.local,
+                                                 config.num_rounds))
   if method.get("alpha") == "auto":
     method.setdefault("local_lr", config.local.lr)
   return federated.ALGORITHMS[name](
@@ -166,5 +197,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   return runs
 
 
-__all__ = ["build_algorithm", "cost_model", "load_clients", "local_optimizer",
-           "run_method", "train_and_evaluate"]
+__all__ = ["SERVER_OPTIMIZERS", "build_algorithm", "cost_model",
+           "load_clients", "local_optimizer", "local_schedule", "run_method",
+           "server_optimizer", "train_and_evaluate"]

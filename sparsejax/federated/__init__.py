@@ -21,13 +21,17 @@ rule in :mod:`sparsejax.federated.knowledge`) stay in their modules.
 
 from sparsejax.federated.algorithms import ALGORITHMS
 from sparsejax.federated.algorithms import ClientState
+from sparsejax.federated.algorithms import DownlinkState
 from sparsejax.federated.algorithms import FederatedAlgorithm
+from sparsejax.federated.algorithms import ScaffoldClientState
+from sparsejax.federated.algorithms import ScaffoldServerState
 from sparsejax.federated.algorithms import ServerState
 from sparsejax.federated.algorithms import ef_fedavg
 from sparsejax.federated.algorithms import fedavg
 from sparsejax.federated.algorithms import fedprox
 from sparsejax.federated.algorithms import local_update_algorithm
 from sparsejax.federated.algorithms import sapef
+from sparsejax.federated.algorithms import scaffold
 from sparsejax.federated.algorithms import theory_alpha
 from sparsejax.federated.knowledge import MarketConfig
 from sparsejax.federated.ledger import CommLedger
@@ -49,10 +53,13 @@ __all__ = [
     "ClientData",
     "ClientState",
     "CommLedger",
+    "DownlinkState",
     "FederatedAlgorithm",
     "FederatedModel",
     "Market",
     "MarketConfig",
+    "ScaffoldClientState",
+    "ScaffoldServerState",
     "ServerState",
     "Simulation",
     "SimulationState",
@@ -65,6 +72,7 @@ __all__ = [
     "local_update_algorithm",
     "partition_dataset",
     "sapef",
+    "scaffold",
     "split_off",
     "theory_alpha",
 ]

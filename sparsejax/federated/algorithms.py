@@ -7,8 +7,9 @@ the server state, per-client persistent state, and the client work split in
 (:class:`~sparsejax.federated.Simulation`) samples clients, feeds batches,
 vectorises clients and aggregates; it knows nothing about the rules below.
 
-Every algorithm here is an instance of one round, for a sampled client ``i``
-with ``n_i`` examples, global model ``w`` and uplink state ``e_i``:
+The local-update algorithms here (FedAvg, FedProx, EF-FedAvg, SA-PEF) are
+instances of one round, for a sampled client ``i`` with ``n_i`` examples,
+global model ``w`` and uplink state ``e_i``:
 
 .. math::
    y_0 = w + \alpha e_i, \quad
@@ -29,6 +30,8 @@ Periodic residual reset (CSER-style, the SA-PEF code's baseline;
 and adds them: ``w <- w + eta_g (agg_i(m_i) + agg_i(r_i))``. The local
 optimizer is fresh each round (``persistent_opt=False``) and may depend on
 the round: pass ``local_opt`` as ``round -> optax.GradientTransformation``.
+
+:func:`scaffold` (SCAFFOLD) adds client and server control variates.
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ import optax
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.messages import GatedMessage
 from sparsejax.compress.messages import decode
+from sparsejax.compress.messages import message_size
 from sparsejax.compress.quantizers import no_compression
 from sparsejax.compress.sparsifiers import top_k
 from sparsejax.federated.aggregation import check_aggregation
+from sparsejax.federated.ledger import dense_bits
 from sparsejax.federated.model import FederatedModel
 from sparsejax.feedback import error_feedback
 from sparsejax.feedback import error_feedback_state
@@ -61,9 +66,20 @@ DEFAULT_RESET_RATIO = 0.1
 
 
 class ServerState(NamedTuple):
-  """Global model and the number of rounds completed."""
+  """Global model, rounds completed, server optimizer and downlink states."""
   params: Any
-  round: jax.Array  # int32
+  round: jax.Array    # int32
+  opt_state: Any = ()  # server_opt's state (FedOpt); () without one
+  downlink: Any = ()   # DownlinkState of a compressed downlink; () without
+
+
+class DownlinkState(NamedTuple):
+  """A compressed downlink: the clients' model and the compressor's state.
+
+  The server's residual of what it has not broadcast is ``params - model``.
+  """
+  model: Any       # x_hat, the model every client holds
+  compressor: Any  # the downlink compressor's state
 
 
 class ClientState(NamedTuple):
@@ -96,7 +112,13 @@ class FederatedAlgorithm(NamedTuple):
     client_step: ``(LocalState, batch) -> (LocalState, metrics)``.
     client_final: ``(ServerState, ClientState, LocalState) -> (message,
       ClientState, metrics)``.
-    server_update: ``(ServerState, aggregated update) -> ServerState``.
+    server_update: ``(ServerState, aggregated update, participation) ->
+      ServerState``; ``participation`` is the share ``sum_i n_i / sum_j n_j``
+      of all training examples held by the clients aggregated this round.
+    broadcast: ``ServerState -> (ServerState, bits)``, at the start of a
+      round: what every sampled client receives (it may update the server
+      state, e.g. a downlink's replica) and its exact size, a scalar
+      :class:`~sparsejax.BitCount` the ledger counts per sampled client.
   """
   model: FederatedModel
   local_steps: int
@@ -108,6 +130,7 @@ class FederatedAlgorithm(NamedTuple):
   client_step: Callable
   client_final: Callable
   server_update: Callable
+  broadcast: Callable
 
 
 def _check_arguments(model, local_opt, **compressors) -> None:
@@ -144,11 +167,99 @@ def _check_arguments(model, local_opt, **compressors) -> None:
           "local_opt")
 
 
+def _round_optimizer(local_opt: LocalOpt):
+  """``round -> optimizer`` of ``local_opt`` (an optimizer or already one)."""
+  if isinstance(local_opt, optax.GradientTransformation):
+    return lambda _: local_opt
+  return local_opt
+
+
+def _local_step(model: FederatedModel, opt_at, local, batch, adjust=None):
+  """One local optimizer step on ``batch``: ``(local, metrics)``.
+
+  ``local`` has ``params``, ``opt_state`` and ``round``; ``adjust(grads,
+  local)``, if given, changes the gradient first (a proximal term, a
+  control-variate correction).
+  """
+  (loss, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(
+      local.params, batch)
+  if adjust is not None:
+    grads = adjust(grads, local)
+  updates, opt_state = opt_at(local.round).update(grads, local.opt_state,
+                                                  local.params)
+  params = optax.apply_updates(local.params, updates)
+  return local._replace(params=params, opt_state=opt_state), dict(metrics,
+                                                                  loss=loss)
+
+
+def _check_server_opt(server_opt, server_lr: float) -> None:
+  """A server optimizer is an optax one and replaces ``server_lr``."""
+  if server_opt is None:
+    return
+  if isinstance(server_opt, Compressor):
+    raise TypeError("server_opt is a sparsejax compressor; pass an optax "
+                    "optimizer (e.g. optax.adam(1e-2, b1=0.9, b2=0.99, "
+                    "eps=1e-3)); a downlink compressor goes in downlink=")
+  if not isinstance(server_opt, optax.GradientTransformation):
+    raise TypeError("server_opt must be an optax GradientTransformation "
+                    "(e.g. optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-3)) or "
+                    f"None, got {type(server_opt).__name__}")
+  if server_lr != 1.0:
+    raise ValueError("server_lr applies only without server_opt (got "
+                     f"server_lr={server_lr}): put the server learning rate "
+                     "in server_opt")
+
+
+def compressed_downlink(downlink: Compressor | None):
+  """``(broadcast, client_model, init)`` of a downlink compressor.
+
+  With a compressor ``C``, round ``t`` starts with the server (model
+  ``x_t``) broadcasting ``b_t = C(x_t - x_hat_{t-1})`` and every client's
+  model becomes ``x_hat_t = x_hat_{t-1} + b_t``; local training starts
+  from ``x_hat_t`` and the deltas are measured from it. This is error
+  feedback on the server's model updates (DoubleSqueeze; Tang, Yu, Lian,
+  Zhang, Liu, ICML 2019, https://arxiv.org/abs/1905.05957): with residual
+  ``e_t = x_t - x_hat_t`` it sends ``C((x_t - x_{t-1}) + e_{t-1})``. All
+  ``N`` clients are assumed to receive every broadcast, the sampled and the
+  others (the literature's convention), so they share the one replica
+  ``x_hat`` and no client holds a stale model; the ledger counts the
+  broadcast's bits for the sampled clients only. (A client that listens
+  only when sampled would need the broadcasts it missed, or the dense
+  ``x_hat`` when cheaper: the same model, more bits.) The initial model
+  ``x_hat_{-1} = x_0`` is taken as known to all (a shared seed) and not
+  counted.
+
+  ``init``: ``params -> ServerState.downlink``; ``broadcast``: ``server ->
+  (server, bits of b_t)``; ``client_model``: ``server -> x_hat_t``.
+  ``None``: the dense model ``x_t`` is broadcast, no state.
+  """
+  if downlink is None:
+    return ((lambda server: (server, dense_bits(server.params))),
+            (lambda server: server.params), (lambda params: ()))
+
+  def init(params):
+    return DownlinkState(params, downlink.init(params))
+
+  def broadcast(server):
+    state = server.downlink
+    message, compressor_state = downlink.encode(
+        jax.tree.map(jnp.subtract, server.params, state.model),
+        state.compressor)
+    model = jax.tree.map(lambda m, b: m + b.astype(m.dtype), state.model,
+                         decode(message))
+    return (server._replace(downlink=DownlinkState(model, compressor_state)),
+            message_size(message)[1])
+
+  return broadcast, lambda server: server.downlink.model, init
+
+
 def local_update_algorithm(
     model: FederatedModel, local_opt: LocalOpt, uplink: Compressor, *,
     alpha: float = 0.0, mu: float = 0.0, has_residual: bool = False,
     local_steps: int = DEFAULT_LOCAL_STEPS, batch_size: int = 32, aggregation: str = "mean",
-    server_lr: float = 1.0, persistent_opt: bool = False,
+    server_lr: float = 1.0,
+    server_opt: optax.GradientTransformation | None = None,
+    downlink: Compressor | None = None, persistent_opt: bool = False,
     reset_every: int = 0, reset_compressor: Compressor | None = None,
 ) -> FederatedAlgorithm:
   """The round in the module docstring, for any uplink; the factories' core.
@@ -166,6 +277,19 @@ def local_update_algorithm(
     batch_size: local minibatch size.
     aggregation: ``"mean"`` or ``"support"``.
     server_lr: ``eta_g`` of the server step ``w <- w + eta_g * agg``.
+    server_opt: a server optimizer (FedOpt; Reddi et al., "Adaptive
+      Federated Optimization", ICLR 2021, https://arxiv.org/abs/2003.00295)
+      used instead of ``server_lr``: the negated aggregate ``-agg`` is its
+      pseudo-gradient and ``w <- w + server_opt.update(-agg, ...)``, its
+      state is ``ServerState.opt_state``. FedAdam with the paper's settings
+      is ``optax.adam(eta_g, b1=0.9, b2=0.99, eps=1e-3)``; FedYogi
+      ``optax.yogi``, FedAdagrad ``optax.adagrad``, server momentum
+      ``optax.sgd(eta_g, momentum=0.9)``; ``optax.sgd(eta_g)`` is
+      ``server_lr=eta_g``. A round with no accepted client gives a zero
+      pseudo-gradient (a momentum still moves ``w``). ``None``: the plain
+      ``server_lr`` step.
+    downlink: compressor of the broadcast, with server-side error feedback
+      (:func:`compressed_downlink`); ``None``: the dense model.
     persistent_opt: keep each client's optimizer state across its rounds
       instead of re-initialising it every round.
     reset_every: ``R`` of the periodic residual reset (module docstring);
@@ -174,7 +298,8 @@ def local_update_algorithm(
       ``sj.top_k(0.1, scope="global")``).
   """
   _check_arguments(model, local_opt, uplink=uplink,
-                  reset_compressor=reset_compressor)
+                  reset_compressor=reset_compressor, downlink=downlink)
+  _check_server_opt(server_opt, server_lr)
   check_aggregation(aggregation)
   if local_steps < 1 or batch_size < 1:
     raise ValueError(f"local_steps and batch_size must be >= 1, got "
@@ -189,11 +314,14 @@ def local_update_algorithm(
     raise ValueError("a residual reset (reset_every > 0) needs an "
                      "error-feedback uplink")
   reset = reset_compressor or top_k(DEFAULT_RESET_RATIO, scope="global")
-  opt_at = (local_opt if not isinstance(local_opt, optax.GradientTransformation)
-            else lambda _: local_opt)
+  opt_at = _round_optimizer(local_opt)
+
+  broadcast, client_model, downlink_init = compressed_downlink(downlink)
 
   def init(params):
-    return ServerState(params, jnp.zeros((), jnp.int32))
+    return ServerState(params, jnp.zeros((), jnp.int32),
+                       () if server_opt is None else server_opt.init(params),
+                       downlink_init(params))
 
   def client_state_init(params):
     opt_state = (opt_at(jnp.zeros((), jnp.int32)).init(params)
@@ -204,27 +332,23 @@ def local_update_algorithm(
     return ClientState(uplink_state, opt_state)
 
   def client_init(server, client):
-    y0 = server.params
+    w = client_model(server)
+    y0 = w
     if alpha:
       y0 = jax.tree.map(lambda w, e: w + alpha * e, y0, residual(client.uplink))
     opt_state = (client.opt_state if persistent_opt
                  else opt_at(server.round).init(y0))
-    return LocalState(y0, opt_state, server.params, server.round)
+    return LocalState(y0, opt_state, w, server.round)
+
+  def proximal(grads, local):
+    return jax.tree.map(lambda g, y, w: g + mu * (y - w), grads, local.params,
+                        local.anchor)
 
   def client_step(local, batch):
-    (loss, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(
-        local.params, batch)
-    if mu:
-      grads = jax.tree.map(lambda g, y, w: g + mu * (y - w), grads,
-                           local.params, local.anchor)
-    updates, opt_state = opt_at(local.round).update(grads, local.opt_state,
-                                                    local.params)
-    params = optax.apply_updates(local.params, updates)
-    return local._replace(params=params, opt_state=opt_state), dict(
-        metrics, loss=loss)
+    return _local_step(model, opt_at, local, batch, proximal if mu else None)
 
   def client_final(server, client, local):
-    delta = jax.tree.map(jnp.subtract, local.params, server.params)
+    delta = jax.tree.map(jnp.subtract, local.params, local.anchor)
     uplink_state, reset_state = (client.uplink if reset_every
                                  else (client.uplink, None))
     message, uplink_state = uplink.encode(delta, uplink_state)
@@ -248,16 +372,26 @@ def local_update_algorithm(
     }
     return message, ClientState(uplink_state, opt_state), metrics
 
-  def server_update(server, update):
+  def server_update(server, update, participation=None):
+    del participation  # the aggregate is already weighted by n_i
     if reset_every:  # the aggregated (updates, residual resets)
       update = jax.tree.map(jnp.add, *update)
-    params = jax.tree.map(lambda w, u: w + server_lr * u.astype(w.dtype),
-                          server.params, update)
-    return ServerState(params, server.round + 1)
+    if server_opt is None:
+      params = jax.tree.map(lambda w, u: w + server_lr * u.astype(w.dtype),
+                            server.params, update)
+      opt_state = server.opt_state
+    else:
+      pseudo_grad = jax.tree.map(lambda w, u: -u.astype(w.dtype),
+                                 server.params, update)
+      updates, opt_state = server_opt.update(pseudo_grad, server.opt_state,
+                                             server.params)
+      params = optax.apply_updates(server.params, updates)
+    return server._replace(params=params, round=server.round + 1,
+                           opt_state=opt_state)
 
   return FederatedAlgorithm(model, local_steps, batch_size, aggregation, init,
                             client_state_init, client_init, client_step,
-                            client_final, server_update)
+                            client_final, server_update, broadcast)
 
 
 def fedavg(model: FederatedModel, local_opt: LocalOpt, *,
@@ -270,7 +404,8 @@ def fedavg(model: FederatedModel, local_opt: LocalOpt, *,
     compressor: uplink compressor without memory (default
       :func:`sparsejax.no_compression`, the dense fp32 delta).
     **kwargs: ``local_steps``, ``batch_size``, ``aggregation``, ``server_lr``,
-      ``persistent_opt`` of :func:`local_update_algorithm`.
+      ``server_opt``, ``downlink``, ``persistent_opt`` of
+      :func:`local_update_algorithm`.
 
   References:
     McMahan, Moore, Ramage, Hampson, Aguera y Arcas, "Communication-Efficient
@@ -330,8 +465,8 @@ def sapef(model: FederatedModel, local_opt: LocalOpt, compressor: Compressor,
     local_lr: client learning rate (only for ``alpha="auto"``).
     smoothness: ``L`` estimate for ``alpha="auto"``.
     **kwargs: ``local_steps``, ``batch_size``, ``aggregation``, ``server_lr``,
-      ``persistent_opt``, ``reset_every``, ``reset_compressor`` of
-      :func:`local_update_algorithm`.
+      ``server_opt``, ``downlink``, ``persistent_opt``, ``reset_every``,
+      ``reset_compressor`` of :func:`local_update_algorithm`.
 
   Raises:
     ValueError: ``alpha`` outside ``[0, 1]``, or ``"auto"`` without
@@ -375,7 +510,156 @@ def ef_fedavg(model: FederatedModel, local_opt: LocalOpt,
   return sapef(model, local_opt, compressor, alpha=0.0, **kwargs)
 
 
+class ScaffoldServerState(NamedTuple):
+  """SCAFFOLD's server: global model, rounds completed, control ``c``."""
+  params: Any
+  round: jax.Array  # int32
+  control: Any      # c, like params
+
+
+class ScaffoldClientState(NamedTuple):
+  """A SCAFFOLD client: its uplink compressors' states and ``c_i``."""
+  uplink: Any   # (model delta compressor's state, control compressor's state)
+  control: Any  # c_i, like params
+
+
+class ScaffoldLocalState(NamedTuple):
+  """The carry of SCAFFOLD's local training within one round."""
+  params: Any      # y_k
+  opt_state: Any
+  correction: Any  # c - c_i, added to every local gradient
+  round: jax.Array
+
+
+def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
+             local_lr: float | Callable[[jax.Array], Any],
+             compressor: Compressor | None = None,
+             control_compressor: Compressor | None = None,
+             local_steps: int = DEFAULT_LOCAL_STEPS, batch_size: int = 32,
+             aggregation: str = "mean",
+             server_lr: float = 1.0) -> FederatedAlgorithm:
+  r"""SCAFFOLD with option II control variates.
+
+  Client ``i`` with control variate ``c_i``, server model ``x`` and control
+  variate ``c``:
+
+  .. math::
+     y_0 = x, \quad
+     y_{k+1} = \mathrm{opt}(y_k, \nabla f_i(y_k) - c_i + c), \quad
+     \Delta y_i = y_K - x, \quad
+     \Delta c_i = -c - \Delta y_i / (K \eta_l)
+
+  (so ``c_i + Delta c_i = c_i - c + (x - y_K) / (K eta_l)``, option II); it
+  sends ``m_i = C(Delta y_i)`` and ``q_i = C_c(Delta c_i)`` and keeps
+  ``c_i <- c_i + q_i``. The server, over the aggregated clients ``S``
+  (weights ``n_i``, ``p = sum_{i in S} n_i / sum_j n_j`` of all examples):
+
+  .. math::
+     x \leftarrow x + \eta_g \frac{\sum_S n_i m_i}{\sum_S n_i}, \quad
+     c \leftarrow c + p \frac{\sum_S n_i q_i}{\sum_S n_i}
+     = c + \sum_S \frac{n_i}{\sum_j n_j} q_i,
+
+  which keeps ``c = sum_j n_j c_j / sum_j n_j`` (all clients start at
+  ``c_j = c = 0``); with equal ``n_i`` it is the paper's ``x += eta_g
+  mean(Delta y)``, ``c += (|S|/N) mean(Delta c)``. The uplink carries two
+  messages, both counted; the downlink is ``x`` and ``c``, dense.
+
+  Args:
+    model: the model.
+    local_opt: client optimizer (or ``round -> optimizer``), fresh each
+      round; the paper's is ``optax.sgd(local_lr)``.
+    local_lr: ``eta_l`` of option II (or ``round -> eta_l`` for a schedule),
+      the local optimizer's step size.
+    compressor: uplink compressor of ``Delta y`` (default
+      :func:`sparsejax.no_compression`).
+    control_compressor: uplink compressor of ``Delta c`` (default
+      :func:`sparsejax.no_compression`); a client adds what it sent to its
+      ``c_i``, so the server's ``c`` stays the clients' average.
+    local_steps: ``K``.
+    batch_size: local minibatch size.
+    aggregation: ``"mean"`` only (the update of ``c`` above needs it).
+    server_lr: ``eta_g``.
+
+  Raises:
+    ValueError: ``local_lr`` not > 0, ``local_steps``/``batch_size`` < 1,
+      or ``aggregation`` other than ``"mean"``.
+
+  References:
+    Karimireddy, Kale, Mohri, Reddi, Stich, Suresh, "SCAFFOLD: Stochastic
+    Controlled Averaging for Federated Learning", ICML 2020,
+    https://arxiv.org/abs/1910.06378
+  """
+  _check_arguments(model, local_opt, compressor=compressor,
+                   control_compressor=control_compressor)
+  if not callable(local_lr) and not (isinstance(local_lr, (int, float))
+                                     and local_lr > 0):
+    raise ValueError("local_lr must be a number > 0 or a round -> lr "
+                     f"function, got {local_lr!r}")
+  if local_steps < 1 or batch_size < 1:
+    raise ValueError(f"local_steps and batch_size must be >= 1, got "
+                     f"{local_steps}, {batch_size}")
+  if aggregation != "mean":
+    raise ValueError("scaffold needs aggregation='mean' (its control variate "
+                     f"update keeps c the clients' average), got "
+                     f"{aggregation!r}")
+  compressor = compressor or no_compression()
+  control_compressor = control_compressor or no_compression()
+  opt_at = _round_optimizer(local_opt)
+  lr_at = local_lr if callable(local_lr) else lambda _: local_lr
+
+  def init(params):
+    return ScaffoldServerState(params, jnp.zeros((), jnp.int32),
+                               jax.tree.map(jnp.zeros_like, params))
+
+  def client_state_init(params):
+    return ScaffoldClientState(
+        (compressor.init(params), control_compressor.init(params)),
+        jax.tree.map(jnp.zeros_like, params))
+
+  def client_init(server, client):
+    correction = jax.tree.map(jnp.subtract, server.control, client.control)
+    return ScaffoldLocalState(server.params,
+                              opt_at(server.round).init(server.params),
+                              correction, server.round)
+
+  def corrected(grads, local):
+    return jax.tree.map(jnp.add, grads, local.correction)
+
+  def client_step(local, batch):
+    return _local_step(model, opt_at, local, batch, corrected)
+
+  def client_final(server, client, local):
+    delta = jax.tree.map(jnp.subtract, local.params, server.params)
+    scale = 1.0 / (local_steps * lr_at(local.round))
+    delta_c = jax.tree.map(lambda d, c: (-c - scale * d).astype(c.dtype),
+                           delta, server.control)
+    state_y, state_c = client.uplink
+    message_y, state_y = compressor.encode(delta, state_y)
+    message_c, state_c = control_compressor.encode(delta_c, state_c)
+    control = jax.tree.map(lambda c, q: c + q.astype(c.dtype), client.control,
+                           decode(message_c))
+    metrics = {"drift": jnp.sqrt(sq_norm(delta)),
+               "control_norm": jnp.sqrt(sq_norm(control))}
+    return ((message_y, message_c),
+            ScaffoldClientState((state_y, state_c), control), metrics)
+
+  def server_update(server, update, participation):
+    delta_y, delta_c = update
+    params = jax.tree.map(lambda x, u: x + server_lr * u.astype(x.dtype),
+                          server.params, delta_y)
+    control = jax.tree.map(lambda c, q: (c + participation * q).astype(c.dtype),
+                           server.control, delta_c)
+    return ScaffoldServerState(params, server.round + 1, control)
+
+  def broadcast(server):
+    return server, dense_bits((server.params, server.control))
+
+  return FederatedAlgorithm(model, local_steps, batch_size, "mean", init,
+                            client_state_init, client_init, client_step,
+                            client_final, server_update, broadcast)
+
+
 #: The algorithm factories by name (``fedavg``, ``fedprox``, ``ef_fedavg``,
-#: ``sapef``): what configs and experiment binaries name.
+#: ``sapef``, ``scaffold``): what configs and experiment binaries name.
 ALGORITHMS = {"fedavg": fedavg, "fedprox": fedprox, "ef_fedavg": ef_fedavg,
-              "sapef": sapef}
+              "sapef": sapef, "scaffold": scaffold}

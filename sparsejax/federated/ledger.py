@@ -2,10 +2,12 @@
 
 In the :class:`~sparsejax.federated.Simulation`, uplink bits are what each
 client's uplink compressor counted for the message it sent (its
-:class:`~sparsejax.compress.CommCounters`). Downlink is the model broadcast:
-each sampled client receives the dense global params, ``sum_leaves n * bits(dtype)``
-(sending the aggregated update instead would need every client to hold the
-previous global model, which is not true under partial participation). The
+:class:`~sparsejax.compress.CommCounters`). Downlink is the size of the
+algorithm's broadcast, for each sampled client: by default the dense global
+params, ``sum_leaves n * bits(dtype)``; SCAFFOLD's adds its control variate;
+with ``downlink=C`` it is the compressed message ``C(x_t - x_hat_{t-1})``,
+which assumes that every client receives every broadcast
+(:func:`~sparsejax.federated.algorithms.compressed_downlink`). The
 :class:`~sparsejax.federated.Market` records its dense logits and targets.
 
 All counts are :class:`~sparsejax.BitCount` (exact 64-bit); per-client

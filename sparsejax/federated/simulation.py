@@ -18,8 +18,10 @@ A round, inside one ``jax.jit`` with no host round-trip:
    :class:`~sparsejax.federated.ledger.CommLedger` records the bits: uplink
    as counted by each client's uplink compressor (the growth of the
    :class:`~sparsejax.compress.CommCounters` in its state, so every message
-   is counted once, where it is encoded), downlink as the dense model
-   broadcast.
+   is counted once, where it is encoded), downlink as the size of the
+   algorithm's ``broadcast`` (the dense model unless it compresses the
+   downlink) per sampled client; the broadcast is made at the start of the
+   round, before step 2.
 
 Faults: a sampled client drops out mid-round with probability
 ``dropout_rate`` (a Bernoulli draw per round and client id); it received the
@@ -67,7 +69,6 @@ from sparsejax.federated.algorithms import ServerState
 from sparsejax.federated.evaluation import as_xy
 from sparsejax.federated.evaluation import chunked_mean
 from sparsejax.federated.ledger import CommLedger
-from sparsejax.federated.ledger import dense_bits
 from sparsejax.federated.ledger import traffic_metrics
 from sparsejax.federated.partition import ClientData
 from sparsejax.feedback import ErrorFeedbackState
@@ -283,10 +284,11 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
 
   sizes = jnp.where(valid, take(data.sizes), 0)
   keys = jax.vmap(lambda i: jax.random.fold_in(client_key, i))(ids)
+  server, downlink = algo.broadcast(state.server)
   probe_grad = None
   if probe is not None:
     probe_grad = jax.grad(lambda p: algo.model.loss(p, probe)[0])(
-        state.server.params)
+        server.params)
 
   device_round = functools.partial(_device_round, config)
   if config.mesh is not None:
@@ -296,18 +298,20 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
         in_specs=(P(), c, c, c, c, c, P(), P(), P(), P()),
         out_specs=(P(), c, c), check_vma=False)
   sums, new_clients, metrics = device_round(
-      state.server, jax.tree.map(take, state.clients), take(data.indices),
+      server, jax.tree.map(take, state.clients), take(data.indices),
       sizes, jnp.where(sent, sizes, 0), keys, data.x, data.y, probe,
       probe_grad)
 
   finite = metrics.pop("finite")
   accepted, rejected = sent & finite, sent & ~finite
-  server = algo.server_update(state.server, aggregation.finalize(sums))
+  participation = (jnp.sum(jnp.where(accepted, sizes, 0))
+                   / jnp.sum(data.sizes)).astype(jnp.float32)
+  server = algo.server_update(server, aggregation.finalize(sums),
+                              participation)
   scatter_ids = jnp.where(accepted, ids, n)  # N is out of range: not written
   clients = jax.tree.map(lambda a, b: a.at[scatter_ids].set(b, mode="drop"),
                          state.clients, new_clients)
   uplink = metrics.pop("uplink_bits").masked(sent)
-  downlink = dense_bits(state.server.params)
   ledger = state.ledger.record(ids, valid, uplink, downlink)
 
   count = jnp.sum(accepted)  # metrics are NaN in a round with none accepted

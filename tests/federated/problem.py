@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 import sparsejax as sj
 from sparsejax import federated as fed
@@ -83,6 +84,8 @@ def algorithm(name: str, **options):
     return fed.ef_fedavg(MODEL, opt, topk, **kwargs(**options))
   if name == "sapef":
     return fed.sapef(MODEL, opt, topk, **kwargs(**options))
+  if name == "scaffold":
+    return fed.scaffold(MODEL, opt, local_lr=LR, **kwargs(**options))
   raise ValueError(name)
 
 
@@ -181,3 +184,44 @@ def multihost_run(mesh, num_rounds=3):
                               sum(m["dropped_clients"] for m, _ in rounds)],
                              np.int64),
           "train_loss": np.array(last["train_loss"])}
+
+
+@functools.cache
+def _flat_grad():
+  """``(flat params, batch) -> flat gradient`` of the model's loss."""
+  unravel = ravel_pytree(MODEL.init(jax.random.key(0)))[1]
+  return jax.jit(jax.grad(lambda p, b: MODEL.loss(unravel(p), b)[0]))
+
+
+_local_batches = jax.jit(simulation_lib.local_batches, static_argnums=(3, 4))
+
+
+def local_sgd(before, data, i, start, correction=0.0):
+  """Client ``i``'s ``LOCAL_STEPS`` plain SGD steps from flat ``start``.
+
+  By hand in float64 (gradients at the float32 point), on the minibatches
+  the engine draws for it in the round of state ``before``; ``correction``
+  is added to every gradient (SCAFFOLD's ``c - c_i``).
+  """
+  grad = _flat_grad()
+  examples = _local_batches(jax.random.fold_in(client_key(before), i),
+                            data.indices[i], data.sizes[i], LOCAL_STEPS, BATCH)
+  y = np.asarray(start, np.float64)
+  for t in range(LOCAL_STEPS):
+    batch = {"x": data.x[examples[t]], "y": data.y[examples[t]]}
+    g = np.asarray(grad(jnp.asarray(y, jnp.float32), batch), np.float64)
+    y = y - LR * (g + correction)
+  return y
+
+
+def flat64(tree) -> np.ndarray:
+  """The leaves of ``tree`` as one float64 vector (for numpy references)."""
+  return np.asarray(ravel_pytree(tree)[0], np.float64)
+
+
+def top_k_np(v: np.ndarray, k: int) -> np.ndarray:
+  """numpy global top-k of ``v`` by magnitude (the rest zero)."""
+  out = np.zeros_like(v)
+  idx = np.argsort(-np.abs(v))[:k]
+  out[idx] = v[idx]
+  return out

@@ -24,9 +24,12 @@ FIELD_HELP = {
     "model": "Model: name and kwargs of sparsejax.models.create_model.",
     "local": "Local SGD: lr warm-up + cosine over rounds, momentum, "
              "weight_decay, steps and batch_size per round.",
-    "server_lr": "Server step size on the aggregated update.",
+    "server_lr": "Server step size on the aggregated update (1 with a "
+                 "method's server_opt).",
     "aggregation": "mean, or support (the SA-PEF code's per-entry mean).",
-    "methods": "Methods compared, name -> algorithm, compressor, alpha, ...",
+    "methods": "Methods compared, name -> algorithm, compressor, alpha, "
+               "server_opt ({name: adam|yogi|adagrad|sgd, learning_rate, "
+               "...}: FedOpt), ...",
     "num_rounds": "Communication rounds per method.",
     "clients_per_round": "Clients sampled each round.",
     "num_devices": "Devices the clients are split over (> 1: shard_map).",

@@ -1,0 +1,108 @@
+"""SCAFFOLD (option II): a per-client reference, its ledger, bad input."""
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from experiments.federated import train
+from experiments.federated.configs import smoke
+import sparsejax as sj
+from sparsejax import federated as fed
+from tests.federated import problem
+
+SERVER_LR = 0.8
+K_C = 5  # top-k of the compressed control variate upload
+
+
+def reference_round(before, data, ids, k_c=None):
+  """Karimireddy et al.'s Algorithm 1, option II, client by client.
+
+  ``c_i+ = c_i - c + (x - y_K) / (K lr)``; the client keeps ``c_i + q_i``
+  with ``q_i`` what it sent of ``c_i+ - c_i`` (top-``k_c`` or all). The
+  server: ``x += eta_g sum n_i dy_i / sum_S n_i``, ``c += sum n_i q_i / N``
+  with ``N = sum_j n_j``.
+  """
+  x, c = problem.flat64(before.server.params), problem.flat64(before.server.control)
+  controls = np.stack([problem.flat64(jax.tree.map(lambda a, i=i: a[i],
+                                          before.clients.control))
+                       for i in range(problem.NUM_CLIENTS)])
+  sizes = np.asarray(data.sizes, np.float64)
+  sum_y, sum_c, weight = np.zeros_like(x), np.zeros_like(x), 0.0
+  for i in ids:
+    y = problem.local_sgd(before, data, i, x, correction=c - controls[i])
+    new_ci = controls[i] - c + (x - y) / (problem.LOCAL_STEPS * problem.LR)
+    q = new_ci - controls[i]
+    if k_c is not None:
+      q = problem.top_k_np(q, k_c)
+    controls[i] = controls[i] + q
+    sum_y, sum_c = sum_y + sizes[i] * (y - x), sum_c + sizes[i] * q
+    weight += sizes[i]
+  return (x + SERVER_LR * sum_y / weight, c + sum_c / sizes.sum(), controls)
+
+
+@pytest.mark.parametrize("k_c", [None, K_C])
+def test_scaffold_matches_per_client_reference(k_c):
+  options = dict(server_lr=SERVER_LR)
+  if k_c is not None:
+    options["control_compressor"] = sj.top_k(k=K_C, scope="global")
+  sim = problem.simulation("scaffold", **options)
+  dense = problem.NUM_PARAMS * 32
+  seen = []
+  for _ in range(3):  # partial participation: 3 of 8 clients a round
+    before = problem.to_numpy(sim.state)
+    (metrics, per_client), = problem.run(sim, 1)
+    ids = per_client["clients"]
+    seen.extend(ids.tolist())
+    x, c, controls = reference_round(before, sim.data, ids, k_c)
+    np.testing.assert_allclose(problem.flat64(sim.params), x, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(problem.flat64(sim.state.server.control), c,
+                               rtol=1e-4, atol=1e-6)
+    got = np.stack([problem.flat64(jax.tree.map(lambda a, i=i: a[i],
+                                       sim.state.clients.control))
+                    for i in range(problem.NUM_CLIENTS)])
+    np.testing.assert_allclose(got, controls, rtol=1e-4, atol=1e-6)
+    # c is the size-weighted average of the c_i, also with a compressed upload.
+    sizes = np.asarray(sim.data.sizes, np.float64)
+    np.testing.assert_allclose(c, sizes @ controls / sizes.sum(), rtol=1e-4,
+                               atol=1e-6)
+    # Two uplink messages (dy dense, dc dense or top-k pairs); x and c down.
+    control_bits = dense if k_c is None else K_C * 64
+    assert list(per_client["uplink_bits"]) == [dense + control_bits] * 3
+    assert metrics["round_downlink_bits"] == 3 * 2 * dense
+  assert len(seen) > len(set(seen))  # some client came back with its c_i
+  assert np.max(np.abs(c)) > 0
+
+
+def test_scaffold_without_correction_at_first_round_is_fedavg():
+  """All control variates start at 0: round 1 is FedAvg's."""
+  a = problem.simulation("scaffold")
+  b = problem.simulation("fedavg")
+  problem.run(a, 1)
+  problem.run(b, 1)
+  problem.assert_trees_close(a.params, b.params)
+
+
+def test_bad_scaffold_arguments_raise():
+  sgd = optax.sgd(0.1)
+  with pytest.raises(ValueError, match=r"local_lr must be"):
+    fed.scaffold(problem.MODEL, sgd, local_lr=0.0)
+  with pytest.raises(ValueError, match=r"aggregation='mean'"):
+    fed.scaffold(problem.MODEL, sgd, local_lr=0.1, aggregation="support")
+  with pytest.raises(TypeError, match=r"control_compressor must be"):
+    fed.scaffold(problem.MODEL, sgd, local_lr=0.1,
+                 control_compressor=optax.sgd(1.0))
+  with pytest.raises(ValueError, match=r"local_steps"):
+    fed.scaffold(problem.MODEL, sgd, local_lr=0.1, local_steps=0)
+
+
+def test_experiment_method_config_builds_compressed_scaffold():
+  method = ml_collections.ConfigDict({
+      "algorithm": "scaffold",
+      "control_compressor": {"name": "top_k", "k": K_C, "scope": "global"}})
+  algo = train.build_algorithm(method, smoke.get_config(), problem.MODEL)
+  sim = fed.Simulation(algo, problem.clients(), 2, probe_size=0)
+  (_, per_client), = problem.run(sim, 1)
+  dense = problem.NUM_PARAMS * 32
+  assert list(per_client["uplink_bits"]) == [dense + K_C * 64] * 2
