@@ -72,9 +72,22 @@ def _local_rows(batch, num_processes, process_index):
                for b in batch)
 
 
+def split_optimizer(config, method) -> tuple[dict, dict]:
+  """``(optimizer config, compressor method)`` of one method.
+
+  A method's ``optimizer`` entry (e.g. ``{"learning_rate": 1e-3, "kwargs":
+  {}}`` for signSGD) replaces those keys of ``config.optimizer`` for it.
+  """
+  method = dict(method)
+  optimizer = dict(config.optimizer)
+  optimizer.update(method.pop("optimizer", {}))
+  return optimizer, method
+
+
 def train_method(name, method, config, workdir, train_ds, test_ds,
                  calibrated_threshold=None):
   """Trains one method; returns its metric records."""
+  optimizer, method = split_optimizer(config, method)
   workdir = os.path.join(workdir, name)
   mesh = parallel.data_mesh(config.num_devices)
   model = launch.create_model(config.model, train_ds.num_classes)
@@ -86,7 +99,7 @@ def train_method(name, method, config, workdir, train_ds, test_ds,
   tx = optax.chain(
       build_compressor(method, num_params, config.num_steps, "data",
                        calibrated_threshold),
-      training.optimizer_from_config(config.optimizer, config.num_steps))
+      training.optimizer_from_config(optimizer, config.num_steps))
   opt_state = parallel.init_opt_state(tx, params, mesh)
   step_fn = parallel.make_train_step(training.classification_loss(model), tx,
                                      mesh)
@@ -150,11 +163,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.num_devices {config.num_devices} > the "
                      f"{jax.device_count()} devices available")
   launch.create_model(config.model, 2)
-  try:
-    training.optimizer_from_config(config.optimizer, config.num_steps)
-  except (ValueError, TypeError) as e:
-    raise ValueError(f"config.optimizer: {e}") from e
   for name, method in config.methods.items():
+    optimizer, method = split_optimizer(config, method)
+    try:
+      training.optimizer_from_config(optimizer, config.num_steps)
+    except (ValueError, TypeError) as e:
+      raise ValueError(f"config.optimizer (method {name}): {e}") from e
     if calibrated.is_calibrated(method):
       method = dict(method, threshold=1.0)
       if not 0 < method.pop("volume_ratio", 0) <= 1:
@@ -174,7 +188,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
   def pilot(lam, ratio):
     method = {"name": "hard_threshold", "threshold": lam}
-    return train_method(calibrated.pilot_name(ratio, lam), method, config, workdir, train_ds, test_ds)
+    return train_method(calibrated.pilot_name(ratio, lam), method, config,
+                        workdir, train_ds, test_ds)
 
   calibrator = calibrated.Calibrator(
       pilot, workdir, num_params=_num_params(config, train_ds),

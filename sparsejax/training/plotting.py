@@ -74,8 +74,27 @@ def _xy(records: Records, x: str, y: str) -> tuple[list[float], list[float]]:
   return xs, ys
 
 
+def _seed_curves(seeds: Sequence[Records], x: str, y: str, logx: bool
+                 ) -> tuple[list[float], list[float], list[float], list[float]]:
+  """``(x mean, y mean, y min, y max)`` over seeds, on the points all have."""
+  curves = []
+  for records in seeds:
+    xs, ys = _xy(records, x, y)
+    if logx:
+      pts = [(a, b) for a, b in zip(xs, ys) if a > 0]
+      xs, ys = [a for a, _ in pts], [b for _, b in pts]
+    curves.append((xs, ys))
+  n = min(len(xs) for xs, _ in curves)
+  if n == 0:
+    return [], [], [], []
+  xs = [sum(c[0][i] for c in curves) / len(curves) for i in range(n)]
+  ys = [[c[1][i] for c in curves] for i in range(n)]
+  return xs, [sum(v) / len(v) for v in ys], [min(v) for v in ys], [
+      max(v) for v in ys]
+
+
 def plot_curves(
-    runs: Mapping[str, Records],
+    runs: Mapping[str, Records | Sequence[Records]],
     path: str,
     *,
     x: str = "bytes_sent",
@@ -91,8 +110,12 @@ def plot_curves(
 ) -> str:
   """Plots ``y`` against ``x`` for each run, one line per method; saves a PNG.
 
+  A method given the records of several seeds (a list of record lists) is
+  drawn as the mean over seeds with a min..max band, on the first points
+  all its seeds have (``x`` averaged too), its seed count in the legend.
+
   Args:
-    runs: method name -> metric records.
+    runs: method name -> metric records, or a list of them (one per seed).
     path: output file (format from the extension, normally ``.png``); parent
       directories are created.
     x: x-axis key; keys containing ``bytes`` get human-readable byte ticks.
@@ -114,14 +137,17 @@ def plot_curves(
   ax = fig.add_subplot(1, 1, 1)
   plotted = 0
   for method, records in runs.items():
-    xs, ys = _xy(records, x, y)
-    if logx:
-      pts = [(a, b) for a, b in zip(xs, ys) if a > 0]
-      xs, ys = [a for a, _ in pts], [b for _, b in pts]
+    several = bool(records) and not isinstance(records[0], Mapping)
+    seeds = records if several else [records]
+    xs, ys, low, high = _seed_curves(seeds, x, y, logx)
     if not xs:
       continue
-    ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3,
-            label=method)
+    line, = ax.plot(xs, ys, marker="o" if len(xs) < 30 else None,
+                    markersize=3,
+                    label=f"{method} ({len(seeds)})" if several else method)
+    if several and len(seeds) > 1:
+      ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2,
+                      linewidth=0)
     plotted += 1
   if logx:
     ax.set_xscale("log")
@@ -366,8 +392,9 @@ def write_summary(
 ) -> str:
   """Plots and the summary of an experiment's methods, under ``workdir``.
 
-  Draws each :class:`Plot` from the first seed of every method (the
-  ``target`` as a dashed line; a plot whose ``x`` no run has is skipped) and
+  Draws each :class:`Plot` over the seeds of every method (mean, min..max
+  band; the ``target`` as a dashed line; a plot whose ``x`` no run has is
+  skipped) and
   writes :func:`summarize`'s table to ``summary.md`` and its data to
   ``summary.json``.
 
@@ -384,10 +411,11 @@ def write_summary(
     The table.
   """
   workdir = os.fspath(workdir)
-  first = {k: v[0] for k, v in runs.items()}
   for plot in plots:
-    if any(r.get(plot.x) is not None for v in first.values() for r in v):
-      plot_curves(first, os.path.join(workdir, plot.file), x=plot.x,
+    if any(r.get(plot.x) is not None for seeds in runs.values()
+           for v in seeds for r in v):
+      plot_curves({k: list(v) for k, v in runs.items()},
+                  os.path.join(workdir, plot.file), x=plot.x,
                   y=plot.y, logx=plot.logx, title=plot.title,
                   target=options.get("target"))
   table, data = summarize(runs, columns, **options)

@@ -12,6 +12,7 @@ from sparsejax.training import bytes_to_target_table
 from sparsejax.training import format_bytes
 from sparsejax.training import format_table
 from sparsejax.training import plot_curves
+from sparsejax.training import plotting
 from sparsejax.training import summarize
 from sparsejax.training import write_summary
 
@@ -150,3 +151,18 @@ def test_write_summary_files_and_plots(tmp_path):
   assert os.path.getsize(tmp_path / "acc_vs_round.png") > 1000
   assert not (tmp_path / "acc_vs_energy.png").exists()  # no run has x
   assert table in lines[0]
+
+
+def test_seed_band_is_mean_and_min_max_on_shared_points(tmp_path):
+  seeds = [_curve([1, 2, 3], 1000, [0.5, 0.6, 0.7]),
+           _curve([1, 2], 3000, [0.3, 0.8])]  # the second ends earlier
+  xs, mean, low, high = plotting._seed_curves(seeds, "bytes_sent",
+                                              "test_accuracy", logx=True)
+  assert len(xs) == 2  # only the points both seeds have
+  assert mean == pytest.approx([0.4, 0.7])
+  assert low == pytest.approx([0.3, 0.6]) and high == pytest.approx([0.5, 0.8])
+  assert xs == pytest.approx([(r0["bytes_sent"] + r1["bytes_sent"]) / 2
+                              for r0, r1 in zip(seeds[0], seeds[1])])
+  path = plot_curves({"a": seeds, "b": RUNS["dense"]},
+                     str(tmp_path / "bands.png"))
+  assert matplotlib.image.imread(path).std() > 0.01

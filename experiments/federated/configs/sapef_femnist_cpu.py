@@ -9,7 +9,7 @@ SAEF (alpha = 1), SA-PEF (alpha = 0.85 and the theory's "auto" with L = 1),
 and CSER-style EF with a periodic residual reset (every 5 rounds the sampled
 clients also send the global top-10% of their residual).
 Run several seeds (``--config.seed``) into separate workdirs and compare
-them with ``experiments.federated.compare_seeds``.
+them with ``experiments.compare_seeds``.
 """
 
 from experiments.federated.configs import default
