@@ -4,7 +4,11 @@ r"""Compressed data-parallel step time against the dense step, same run.
 
 Both steps are ``parallel.make_train_step`` on the same model, mesh and
 batch; ``dense`` averages gradients with one all-reduce (``no_compression``),
-``compressed`` runs error feedback + global top-k and the sparse all-gather.
+``compressed`` runs ``--compressor``: error feedback + global top-k and the
+sparse all-gather (default), blockwise top-k, the volume-matched hard
+threshold, PowerSGD of ``--rank`` under error feedback (two all-reduces of
+its factors), or DGC (momentum correction, top-k of its accumulator, the
+sparse all-gather; followed by SGD without momentum).
 Prints the median step times and their ratio (target: <= 1.15 on GPU for a
 ResNet-18-sized model) and writes JSON.
 """
@@ -35,19 +39,28 @@ flags.DEFINE_integer("width", 16, "Width of the ResNets.")
 flags.DEFINE_integer("devices", 8, "Data-parallel devices.")
 flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 flags.DEFINE_float("ratio", 0.001, "Top-k ratio of the compressed step.")
-flags.DEFINE_string("compressor", "top_k", "top_k, blockwise_top_k or "
-                    "hard_threshold (volume-matched).")
+flags.DEFINE_enum("compressor", "top_k",
+                  ["top_k", "blockwise_top_k", "hard_threshold", "powersgd",
+                   "dgc"], "The compressed step's compressor.")
+flags.DEFINE_integer("rank", 2, "PowerSGD's rank.")
 flags.DEFINE_integer("repeats", 10, "Timed steps after warm-up.")
 flags.DEFINE_string("json_out", "", "Where to write the results.")
 
 
-def compressor(num_params):
-  if FLAGS.compressor == "hard_threshold":
+def aggregation(num_params):
+  """The compressed step's transformation, averaging over ``"data"``."""
+  if FLAGS.compressor == "dgc":
+    return sj.dgc(FLAGS.ratio, num_workers=FLAGS.devices, axis_name="data")
+  if FLAGS.compressor == "powersgd":
+    c = sj.powersgd(FLAGS.rank, start_iter=0, axis_name="data")
+  elif FLAGS.compressor == "hard_threshold":
     k = max(1, int(FLAGS.ratio * num_params))
-    return sj.hard_threshold(sj.volume_matched_threshold(k))
-  if FLAGS.compressor == "blockwise_top_k":
-    return sj.blockwise_top_k(FLAGS.ratio)
-  return sj.top_k(FLAGS.ratio, scope="global")
+    c = sj.hard_threshold(sj.volume_matched_threshold(k))
+  elif FLAGS.compressor == "blockwise_top_k":
+    c = sj.blockwise_top_k(FLAGS.ratio)
+  else:
+    c = sj.top_k(FLAGS.ratio, scope="global")
+  return sj.error_feedback(c, axis_name="data")
 
 
 def time_step(step, state, batch):
@@ -78,17 +91,18 @@ def main(argv):
   loss_fn = training.classification_loss(model)
   transforms = {
       "dense": parallel.compressed_mean(sj.no_compression(), "data"),
-      "compressed": sj.error_feedback(compressor(num_params),
-                                      axis_name="data"),
+      "compressed": aggregation(num_params),
   }
   results = {"model": FLAGS.model, "num_params": num_params,
              "devices": FLAGS.devices, "batch_size": FLAGS.batch_size,
              "compressor": FLAGS.compressor, "ratio": FLAGS.ratio,
+             "rank": FLAGS.rank,
              "backend": jax.default_backend(),
              "device_kind": jax.devices()[0].device_kind,
              "jax": jax.__version__}
   for name, aggregate in transforms.items():
-    tx = optax.chain(aggregate, optax.sgd(0.01, momentum=0.9))
+    momentum = None if (name, FLAGS.compressor) == ("compressed", "dgc") else 0.9
+    tx = optax.chain(aggregate, optax.sgd(0.01, momentum=momentum))
     state = (jax.device_put(params, parallel.replicated(mesh)), model_state,
              parallel.init_opt_state(tx, params, mesh))
     step = parallel.make_train_step(loss_fn, tx, mesh, donate=False)
