@@ -15,6 +15,7 @@ from sparsejax.compress import cost_weighted
 from sparsejax.compress import costs_by_layer_kind
 from sparsejax.compress import create_compressor
 from sparsejax.compress import decode
+from sparsejax.compress import dgc
 from sparsejax.compress import energy_metered
 from sparsejax.compress import energy_table_costs
 from sparsejax.compress import exact
@@ -72,6 +73,7 @@ __all__ = [
     "costs_by_layer_kind",
     "create_compressor",
     "decode",
+    "dgc",
     "ef21",
     "energy_metered",
     "energy_table_costs",

@@ -20,7 +20,9 @@ import math
 import pathlib
 import re
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import sparsejax as sj
@@ -148,25 +150,40 @@ def test_api_pages_name_existing_objects(documented):
 # -- the compressor tables of README.md and the compressors guide -------------
 
 _N, _LEVELS = 1000, 15
+_X = {"w": jnp.linspace(-1.0, 1.0, _N)}
+_TWO_LEAVES = {"w": jnp.linspace(-1.0, 1.0, 600), "b": jnp.linspace(-1, 1, 400)}
+_MATRIX = {"w": jnp.linspace(-1.0, 1.0, _N).reshape(40, 25)}
+
+# name -> (compressor, input, variables of the bits formula besides k (the
+# entries sent), nnz, n (entries in the input) and s).
 _TABLE_CASES = {
-    "top_k": lambda: sj.top_k(k=10),
-    "blockwise_top_k": lambda: sj.blockwise_top_k(0.01, block_size=100),
-    "hard_threshold": lambda: sj.hard_threshold(0.99),
-    "hard_threshold budgeted": lambda: sj.hard_threshold(budget=100,
-                                                         num_steps=10),
-    "random_k": lambda: sj.random_k(0.01),
-    "qsgd": lambda: sj.qsgd(levels=_LEVELS),
-    "scaled_sign": sj.scaled_sign,
-    "terngrad": sj.terngrad,
-    "natural_compression": sj.natural_compression,
-    "onebit": sj.onebit,
-    "cast": lambda: sj.cast(jnp.bfloat16),
-    "no_compression": sj.no_compression,
-    "cost_weighted": lambda: sj.cost_weighted("uniform", energy_ratio=0.01),
+    "top_k": (lambda: sj.top_k(k=10), _X, {}),
+    "blockwise_top_k": (  # k = 13 in 10 blocks: 2 per block, 20 sent
+        lambda: sj.blockwise_top_k(0.013, block_size=100), _X,
+        {"k": 13, "blocks": 10}),
+    "hard_threshold": (lambda: sj.hard_threshold(0.99), _TWO_LEAVES,
+                       {"leaves": 2}),
+    "hard_threshold budgeted": (
+        lambda: sj.hard_threshold(budget=100, num_steps=10), _TWO_LEAVES, {}),
+    "random_k": (lambda: sj.random_k(0.01), _X, {}),
+    "qsgd": (lambda: sj.qsgd(levels=_LEVELS), _X, {}),
+    "scaled_sign": (sj.scaled_sign, _X, {}),
+    "terngrad": (sj.terngrad, _X, {}),
+    "natural_compression": (sj.natural_compression, _X, {}),
+    "onebit": (sj.onebit, _X, {}),
+    "cast": (lambda: sj.cast(jnp.bfloat16), _X, {}),
+    "no_compression": (sj.no_compression, _X, {}),
+    "cost_weighted": (
+        lambda: sj.cost_weighted("uniform", energy_ratio=0.01), _TWO_LEAVES,
+        {}),
+    "powersgd": (lambda: sj.powersgd(rank=2, start_iter=0), _MATRIX,
+                 {"rows": 40, "cols": 25, "r": 2}),
+    "sign_majority_vote": (sj.sign_majority_vote, _X, {}),
+    "dgc": (lambda: sj.dgc(0.01), _X, {}),
 }
 
 
-def _readme_table() -> list[tuple[str, str, str]]:
+def _readme_table() -> list[tuple[str, ...]]:
   lines = (ROOT / "README.md").read_text().split("## Compressors", 1)[1]
   rows = [re.split(r"(?<!\\)\|", line.strip())[1:-1]
           for line in lines.strip().splitlines()
@@ -174,14 +191,22 @@ def _readme_table() -> list[tuple[str, str, str]]:
   return [tuple(cell.strip() for cell in row) for row in rows]
 
 
-def _guide_table() -> list[tuple[str, str, str]]:
+def _guide_table() -> list[tuple[str, ...]]:
+  """The rows of the guide's ``list-table`` (a cell may span lines)."""
   text = (ROOT / "docs" / "guides" / "compressors.rst").read_text()
-  lines = text.split("The compressors", 1)[1].splitlines()
-  rules = [i for i, line in enumerate(lines) if line.startswith("====")][:3]
-  columns = [m.span() for m in re.finditer("=+", lines[rules[0]])]
-  starts = [a for a, _ in columns] + [None]
-  return [tuple(line[a:b].strip() for a, b in zip(starts, starts[1:]))
-          for line in lines[rules[1] + 1:rules[2]]]
+  table = text.split("The compressors", 1)[1].split(".. list-table::", 1)[1]
+  rows, cell = [], None
+  for line in table.splitlines()[1:]:
+    if line.startswith("   * - ") or line.startswith("     - "):
+      if line.startswith("   * - "):
+        rows.append([])
+      cell = [line[7:].strip()]
+      rows[-1].append(cell)
+    elif line.startswith("       ") and cell is not None:
+      cell.append(line.strip())
+    elif line.strip() and not line.startswith("   :") and rows:
+      break
+  return [tuple(" ".join(c) for c in row) for row in rows[1:]]  # no header
 
 
 def _normal(cell: str) -> str:
@@ -190,6 +215,12 @@ def _normal(cell: str) -> str:
                    ("·", "*"), ("⌈", "ceil("), ("⌉", ")"), ("real", "")):
     cell = cell.replace(old, new)
   return cell
+
+
+def _formula(bits_cell: str) -> str:
+  """The bits formula of a cell: the guide's first literal, README's cell."""
+  literal = re.search(r"``(.+?)``", bits_cell)
+  return _normal(literal.group(1) if literal else bits_cell)
 
 
 def _case(factory_cell: str) -> str:
@@ -204,24 +235,68 @@ def _case(factory_cell: str) -> str:
 def test_compressor_table_bits_match_the_code(table):
   rows = table()
   assert sorted({_case(r[0]) for r in rows}) == sorted(_TABLE_CASES)
-  x = {"w": jnp.linspace(-1.0, 1.0, _N)}
-  formula = None
-  for factory, keeps, bits_cell in rows:
-    c = _TABLE_CASES[_case(factory)]()
+  assert {_case(r[0]).split()[0] for r in rows} == set(sj.COMPRESSORS)
+  for row in rows:
+    make, x, variables = _TABLE_CASES[_case(row[0])]
+    c = make()
     message, _ = c.encode(x, c.init(x))
-    nnz = int(jnp.count_nonzero(sj.decode(message)["w"]))
-    formula = formula if _normal(bits_cell) == "same" else _normal(bits_cell)
-    expected = eval(formula, {"ceil": math.ceil, "log2": math.log2},  # pylint: disable=eval-used
-                    {"k": nnz, "nnz": nnz, "n": _N, "s": _LEVELS})
+    nnz = sum(int(jnp.count_nonzero(d)) for d in jax.tree.leaves(
+        sj.decode(message)))
+    n = sum(v.size for v in jax.tree.leaves(x))
+    expected = eval(_formula(row[2]), {"ceil": math.ceil, "log2": math.log2},  # pylint: disable=eval-used
+                    {"k": nnz, "nnz": nnz, "n": n, "s": _LEVELS,
+                     **variables})
     bits = sj.exact(sj.compress.message_size(message)[1])
-    assert bits == expected, (factory, bits_cell, bits)
-    if _case(factory) == "cost_weighted":
-      assert "|x|^p/c" in _normal(keeps)
+    assert bits == expected, (row[0], row[2], bits)
+    if _case(row[0]) == "cost_weighted":
+      assert "|x|^p/c" in _normal(row[1])
 
 
 def test_readme_and_guide_tables_list_the_same_compressors():
   assert ([_normal(r[0]) for r in _readme_table()]
           == [_normal(r[0]) for r in _guide_table()])
+
+
+def _class_cell(name: str) -> str:
+  return next(r[3] for r in _guide_table() if _case(r[0]) == name)
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n == "random_k" else n
+    for n in sorted(_TABLE_CASES)])
+def test_guide_contractive_and_unbiased_entries_hold(name):
+  """``contractive``: ``||x - C(x)|| < ||x||`` (on average for a random
+  compressor); ``unbiased``: the mean of 2000 draws is ``x`` within 5
+  standard errors. ``random_k`` is checked unscaled (contractive) and
+  scaled (unbiased), as its cell says."""
+  cell = _class_cell(name)
+  make, _, _ = _TABLE_CASES[name]
+  rng = np.random.default_rng(0)
+  x = {"w": jnp.asarray(rng.normal(size=(20, 10)), jnp.float32)}
+  draws = 2000 if name in ("random_k", "qsgd", "terngrad",
+                           "natural_compression") else 1
+  makes = ({"contractive": lambda: sj.random_k(0.1),
+            "unbiased": lambda: sj.random_k(0.1, scaled=True)}
+           if name == "random_k" else {"": make})
+
+  for kind, factory in makes.items():
+    c = factory()
+
+    def body(state, _, c=c):
+      out, state = c.update(x, state)
+      return state, out["w"]
+
+    _, outs = jax.lax.scan(body, c.init(x), None, length=draws)
+    outs = np.asarray(outs, np.float64)
+    w = np.asarray(x["w"], np.float64)
+    if "contractive" in cell and kind != "unbiased":
+      err = np.mean(np.sum((outs - w) ** 2, axis=(1, 2)))
+      assert err < np.sum(w ** 2), (name, err)
+    if "unbiased" in cell and kind != "contractive":
+      se = outs.std(axis=0) / np.sqrt(draws) + 1e-6
+      assert np.all(np.abs(outs.mean(axis=0) - w) <= 5 * se), name
+  assert "contractive" in cell or "unbiased" in cell or "neither" in cell or (
+      "biased" in cell), (name, cell)
 
 
 # -- the quickstart notebook and README's Colab badge --------------------------

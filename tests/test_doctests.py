@@ -19,6 +19,7 @@ MODULES = [
     "sparsejax.compress.calibration",
     "sparsejax.compress.powersgd",
     "sparsejax.compress.signs",
+    "sparsejax.compress.dgc",
 ]
 # Modules that must contain examples (an empty run would pass vacuously).
 WITH_EXAMPLES = {"sparsejax.compress.sparsifiers",

@@ -12,6 +12,7 @@ each method exactly. ``workdir`` then gets ``accuracy_vs_bytes.png``,
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from typing import Callable
@@ -43,12 +44,23 @@ def build_compressor(method: ml_collections.ConfigDict, num_params: int,
   volume of top-k(r) over the run (per worker), and
   ``initial_threshold="calibrated"`` with it starts the budgeted rule from
   ``calibrated_threshold(r)`` (:mod:`experiments.dp_train.calibrated`).
+  A factory that takes ``axis_name`` (PowerSGD, the majority vote, DGC)
+  gets ``axis_name`` unless the method sets it. DGC carries its own
+  residual: it needs ``error_feedback=False``.
   """
   method = dict(method)
   feedback = method.pop("error_feedback", True)
   if feedback not in (True, False, "ef21"):
     raise ValueError(f"error_feedback must be True, False or 'ef21', got "
                      f"{feedback!r}")
+  factory = sj.COMPRESSORS.get(method.get("name"))
+  if factory is not None and "axis_name" in inspect.signature(
+      factory).parameters:
+    method.setdefault("axis_name", axis_name)
+  if factory is sj.dgc and feedback:
+    raise ValueError(f"dgc keeps its own residual and momentum: set "
+                     f"error_feedback=False (got {feedback!r}) and follow it "
+                     "with plain SGD")
   if method.get("threshold") == "volume_matched":
     k = max(1, math.floor(method.pop("volume_ratio") * num_params))
     method["threshold"] = sj.volume_matched_threshold(k)

@@ -24,6 +24,9 @@ from sparsejax.compress.cost_weighted import energy_metered
 from sparsejax.compress.costs import costs_by_layer_kind
 from sparsejax.compress.costs import energy_table_costs
 from sparsejax.compress.costs import uniform_costs
+from sparsejax.compress.dgc import DGCState
+from sparsejax.compress.dgc import StagedMessage
+from sparsejax.compress.dgc import dgc
 from sparsejax.compress.messages import DenseMessage
 from sparsejax.compress.messages import FlatMessage
 from sparsejax.compress.messages import GatedMessage
@@ -72,6 +75,7 @@ __all__ = [
     "COMPRESSORS",
     "Calibration",
     "CommCounters",
+    "DGCState",
     "Compressor",
     "CompressorState",
     "DenseMessage",
@@ -89,6 +93,7 @@ __all__ = [
     "SeededMessage",
     "SignMessage",
     "SparseMessage",
+    "StagedMessage",
     "TwoValueMessage",
     "VoteMessage",
     "WarmupMessage",
@@ -101,6 +106,7 @@ __all__ = [
     "create_compressor",
     "decode",
     "decoding_update",
+    "dgc",
     "energy_metered",
     "energy_table_costs",
     "exact",

@@ -11,6 +11,7 @@ from sparsejax.compress import signs
 from sparsejax.compress import sparsifiers
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.cost_weighted import cost_weighted
+from sparsejax.compress.dgc import dgc
 from sparsejax.compress.powersgd import powersgd
 
 #: Compressor factories by name, for configs.
@@ -29,6 +30,7 @@ COMPRESSORS = {
     "cost_weighted": cost_weighted,
     "powersgd": powersgd,
     "sign_majority_vote": signs.sign_majority_vote,
+    "dgc": dgc,
 }
 
 _DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16,

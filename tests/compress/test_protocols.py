@@ -350,7 +350,7 @@ def test_create_compressor_from_a_name_or_a_config():
     assert got.values.dtype == jnp.bfloat16
     np.testing.assert_array_equal(got.to_dense(), want.to_dense())
   assert sorted(sj.COMPRESSORS) == sorted(
-      ["blockwise_top_k", "cast", "cost_weighted", "hard_threshold",
+      ["blockwise_top_k", "cast", "cost_weighted", "dgc", "hard_threshold",
        "natural_compression", "no_compression", "onebit", "powersgd", "qsgd",
        "random_k", "scaled_sign", "sign_majority_vote", "terngrad", "top_k"])
   with pytest.raises(ValueError, match="no 'name'"):

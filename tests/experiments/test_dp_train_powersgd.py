@@ -1,4 +1,5 @@
-"""dp_train selects PowerSGD and signSGD majority vote by config (smoke)."""
+"""dp_train selects PowerSGD and signSGD majority vote by config (smoke);
+the data axis is passed to them by build_compressor."""
 
 import pytest
 
@@ -16,9 +17,8 @@ def test_new_compressors_run_by_config_with_exact_bytes(tmp_path):
   config = smoke.get_config()
   config.methods = {
       "dense": {"name": "no_compression", "error_feedback": False},
-      "ef_powersgd": {"name": "powersgd", "rank": 1, "start_iter": 2,
-                      "axis_name": "data"},
-      "majority_vote": {"name": "sign_majority_vote", "axis_name": "data",
+      "ef_powersgd": {"name": "powersgd", "rank": 1, "start_iter": 2},
+      "majority_vote": {"name": "sign_majority_vote",
                         "error_feedback": False},
   }
   runs = train.train_and_evaluate(config, str(tmp_path))
@@ -32,10 +32,3 @@ def test_new_compressors_run_by_config_with_exact_bytes(tmp_path):
   assert runs["majority_vote"][-1]["bytes_sent"] == devices * steps * D / 8
   for name in ("ef_powersgd", "majority_vote"):
     assert runs[name][-1]["loss"] < runs[name][0]["loss"], name
-
-
-def test_a_missing_axis_name_fails_at_the_first_step(tmp_path):
-  config = smoke.get_config()
-  config.methods = {"psgd": {"name": "powersgd", "rank": 1}}
-  with pytest.raises(ValueError, match="axis_name='data' to sj.powersgd"):
-    train.train_and_evaluate(config, str(tmp_path))
