@@ -9,23 +9,7 @@ shift || true
 SEEDS="${SEEDS:-0 1 2}"
 RATIOS="${RATIOS:-0.001 0.0005}"
 CONFIG="${CONFIG:-experiments/dp_train/configs/sahu_mnist.py}"
-# XLA:CPU's all-reduce over 8 forced host devices can deadlock on a loaded
-# 2-core machine: a device never joins the rendezvous (seen at varying steps
-# of the budgeted threshold's runs at ratio 0.0005). The collective timeout is
-# cut to 1 minute (a step takes ~50 ms) so such a run aborts early; it is
-# then retried, resuming from its last checkpoint (every 100 steps) and the
-# calibration cache, so nothing finished is redone and results are the same.
-export XLA_FLAGS="${XLA_FLAGS:---xla_force_host_platform_device_count=8 \
---xla_cpu_multi_thread_eigen=false \
---xla_cpu_collective_call_terminate_timeout_seconds=60}"
-ATTEMPTS="${ATTEMPTS:-8}"
-run() {
-  for attempt in $(seq "$ATTEMPTS"); do
-    python -m experiments.dp_train.main "$@" && return 0
-    echo "== run failed (attempt $attempt of $ATTEMPTS): $*" >&2
-  done
-  return 1
-}
+source "$(dirname "$0")/retry.sh"   # run(): retried on an XLA:CPU hang
 dense=""
 for ratio in $RATIOS; do
   start=0.0

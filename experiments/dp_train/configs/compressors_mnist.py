@@ -1,10 +1,10 @@
 r"""Every compressor family on one data-parallel problem: accuracy against bytes.
 
-    for s in 0 1 2; do python -m experiments.dp_train.main \
-        --config=experiments/dp_train/configs/compressors_mnist.py \
-        --config.seed=$s --workdir=/tmp/compressors_mnist/$s; done
-    python -m experiments.dp_train.report --root=/tmp/compressors_mnist \
-        --out=/tmp/compressors_mnist/report   (see run_compressors.sh)
+    bash experiments/dp_train/run_seeds.sh \
+        experiments/dp_train/configs/compressors_mnist.py /tmp/compressors_mnist
+
+(3 seeds, then ``experiments.compare_seeds``: the table over seeds and
+accuracy against bytes with seed bands, in ``/tmp/compressors_mnist/report``).
 
 The setting of :mod:`sahu_mnist` (MNIST, MLP 200-200, 8 forced host
 devices, global batch 256, 1000 steps, SGD Nesterov 0.9, lr 0.05) with:
