@@ -9,8 +9,12 @@ this module asks which type a message is:
 * :meth:`~Message.size`: ``(elements, bits)`` on the wire;
 * :meth:`~Message.support`: 1.0 where a coordinate is sent, 0.0 elsewhere;
 * :meth:`~Message.overflow`: selected entries left out for lack of buffer;
+* :meth:`~Message.wire`: the arrays the collectives move, packed to the
+  counted bits (:mod:`sparsejax.compress.packing`), and
+  :meth:`~Message.from_wire`, the message rebuilt from them;
 * :meth:`~Message.mean`: the mean of the dense updates over a mesh axis (the
-  collectives used are listed in :mod:`sparsejax.parallel.collectives`).
+  collectives used, and the bytes they move, are listed in
+  :mod:`sparsejax.parallel.collectives`).
 
 :func:`sparsejax.decode`, :func:`sparsejax.compress.message_size`,
 :func:`sparsejax.compress.message_support`,
@@ -39,13 +43,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparsejax.compress import packing
 from sparsejax.compress.bitcount import BitCount
 
 INDEX_ENCODINGS = ("int32", "bitmap", "auto")
@@ -111,14 +116,27 @@ class Message(abc.ABC):
     """
     return None
 
+  def wire(self) -> Any:
+    """The arrays the collectives move for this message (a pytree).
+
+    By default the message's own arrays in their wire dtypes; the bit-level
+    messages override it with their packed ``uint32`` words.
+    """
+    return self
+
+  def from_wire(self, wire) -> "Message":
+    """The message :meth:`wire` was taken from (its layout from ``self``)."""
+    return wire
+
   def mean(self, axis_name, sparse_crossover: bool = True) -> Any:
     """The mean over ``axis_name`` of the dense updates of every device.
 
-    By default an all-gather of the message in its wire dtypes, decoded and
-    averaged on every device.
+    By default an all-gather of :meth:`wire`, rebuilt, decoded and averaged
+    on every device.
     """
     del sparse_crossover
-    dense = jax.vmap(decode)(jax.lax.all_gather(self, axis_name))
+    gathered = jax.lax.all_gather(self.wire(), axis_name)
+    dense = jax.vmap(lambda w: decode(self.from_wire(w)))(gathered)
     return jax.tree.map(lambda d: jnp.mean(d, axis=0).astype(d.dtype), dense)
 
 
@@ -180,19 +198,57 @@ class SparseMessage(Message):
   def overflow(self) -> BitCount:
     return BitCount.of(self.count - self.sent)
 
+  def uses_bitmap(self) -> bool:
+    """Whether the buffer travels as an ``n``-bit bitmap instead of int32
+    indices: ``index_encoding="bitmap"``, or ``"auto"`` and a capacity above
+    ``n / 32`` (static: the rule of :func:`sparse_size` at full buffer)."""
+    capacity, n = self.values.shape[0], _numel(self.shape)
+    return (self.index_encoding == "bitmap"
+            or (self.index_encoding == "auto" and capacity > n // 32))
+
   def mean(self, axis_name, sparse_crossover: bool = True) -> jax.Array:
-    """All-gather of the buffers and one scatter-add below the crossover
-    ``capacity / n < 1 / P``; above it (unless ``sparse_crossover=False``)
-    a ``psum`` of the decoded message."""
+    """Below the crossover ``capacity / n < 1 / P`` an all-gather of the
+    buffers (values, and int32 indices or a packed bitmap; the count of a
+    variable-size message), decoded on every device; above it (unless
+    ``sparse_crossover=False``) a ``psum`` of the decoded message."""
     num = jax.lax.axis_size(axis_name)
-    n = math.prod(self.shape)
+    n = _numel(self.shape)
     if sparse_crossover and self.values.shape[0] * num >= n:
       return jax.lax.psum(self.to_dense(), axis_name) / num
-    values = jax.lax.all_gather(self.values, axis_name).reshape(-1)
-    indices = jax.lax.all_gather(self.indices, axis_name).reshape(-1)
-    flat = jnp.zeros((n,), self.dtype).at[indices].add(
-        values.astype(self.dtype), mode="drop")
+    # A variable-size message sends its count; the receiver reads only the
+    # slots below it (the unused slots hold index n and value 0 anyway).
+    header = self.count if self.variable_size else None
+    if self.uses_bitmap():
+      order = jnp.argsort(self.indices)  # values in index order; unused last
+      bitmap = jnp.zeros((n,), jnp.bool_).at[self.indices].set(
+          True, mode="drop")
+      values, words, counts = jax.lax.all_gather(
+          (self.values[order], packing.pack_mask(bitmap), header), axis_name)
+      flat = jnp.sum(jax.vmap(self._from_bitmap)(
+          self._used(values, counts), words), axis=0)
+    else:
+      values, indices, counts = jax.lax.all_gather(
+          (self.values, self.indices, header), axis_name)
+      flat = jnp.zeros((n,), self.dtype).at[indices.reshape(-1)].add(
+          self._used(values, counts).reshape(-1).astype(self.dtype),
+          mode="drop")
     return (flat / num).reshape(self.shape)
+
+  @staticmethod
+  def _used(values, counts) -> jax.Array:
+    """``values[p, s]`` for slots ``s < counts[p]``, 0 beyond (all of them
+    without counts)."""
+    if counts is None:
+      return values
+    slots = jnp.arange(values.shape[1])
+    return jnp.where(slots < counts[:, None], values, 0)
+
+  def _from_bitmap(self, values, words) -> jax.Array:
+    """The flat dense update from values in index order and their bitmap."""
+    sent = packing.unpack_mask(words, (_numel(self.shape),))
+    slot = jnp.clip(jnp.cumsum(sent, dtype=jnp.int32) - 1, 0,
+                    values.shape[0] - 1)
+    return jnp.where(sent, values[slot].astype(self.dtype), 0)
 
 
 @message_type
@@ -224,10 +280,54 @@ class MaskedMessage(Message):
         values=(self.values != 0).astype(self.values.dtype)).to_dense()
 
   def mean(self, axis_name, sparse_crossover: bool = True) -> jax.Array:
-    """One ``pmean`` (its buffer is the whole tensor, far above the
-    crossover)."""
-    del sparse_crossover
-    return jax.lax.pmean(self.to_dense(), axis_name)
+    """An all-gather of the counts (the 32-bit headers), then, with ``c``
+    the largest count on the axis: the nonzero entries compacted into a
+    :class:`SparseMessage` buffer of the smallest capacity of
+    :func:`wire_capacities` that holds ``c`` (``c`` or more, under ``2 c``
+    unless below the smallest), gathered; or, when no capacity below the
+    crossover holds ``c``, a ``pmean`` of the dense tensor (fewer bytes).
+    Never truncates: a count over every buffer takes the dense path."""
+    n = _numel(self.shape)
+    counts = jax.lax.all_gather(self.count, axis_name)
+    capacities = wire_capacities(n, jax.lax.axis_size(axis_name),
+                                 sparse_crossover)
+    dense = lambda: jax.lax.pmean(self.to_dense(), axis_name)
+    if not capacities:
+      return dense()
+    return jax.lax.switch(
+        wire_branch(jnp.max(counts), capacities),
+        [dense] + [functools.partial(self._sparse_mean, c, axis_name)
+                   for c in capacities])
+
+  def _sparse_mean(self, capacity: int, axis_name) -> jax.Array:
+    """The mean as a gather of buffers of ``capacity`` (count sent already)."""
+    n = _numel(self.shape)
+    flat = self.values.reshape(-1)
+    indices = jnp.nonzero(flat != 0, size=capacity, fill_value=n)[0].astype(
+        jnp.int32)
+    values = flat.at[indices].get(mode="fill", fill_value=0)
+    sparse = SparseMessage(values, indices, self.count, self.shape, self.dtype,
+                           self.index_encoding, variable_size=False)
+    return sparse.mean(axis_name, sparse_crossover=False)
+
+
+WIRE_CAPACITY_STEPS = 12
+
+
+def wire_capacities(n: int, num_devices: int,
+                    sparse_crossover: bool = True) -> tuple[int, ...]:
+  """The static buffer sizes a :class:`MaskedMessage` of ``n`` entries can
+  travel in over ``num_devices``: ``c_0`` the largest below the crossover
+  (``c_0 * P < n``; ``n`` with ``sparse_crossover=False``), halved
+  ``WIRE_CAPACITY_STEPS - 1`` times at most, down to 1."""
+  top = n if not sparse_crossover else -(-n // num_devices) - 1
+  return tuple(top >> j for j in range(WIRE_CAPACITY_STEPS) if top >> j)
+
+
+def wire_branch(count, capacities: tuple[int, ...]) -> jax.Array:
+  """0 if ``count`` exceeds every capacity (descending), else ``i + 1`` for
+  the smallest ``capacities[i]`` that holds it."""
+  return sum((count <= c).astype(jnp.int32) for c in capacities)
 
 
 def sparse_size(count, n: int, value_bits: int, index_encoding: str,
@@ -291,8 +391,20 @@ class QuantizedMessage(Message):
 
   def size(self) -> tuple[BitCount, BitCount]:
     n = _numel(self.signed_levels.shape)
-    per = math.ceil(math.log2(self.levels + 1)) + 1
-    return BitCount.of(n), BitCount.of(n, per, 32)
+    return BitCount.of(n), BitCount.of(n, packing.signed_bits(self.levels), 32)
+
+  def wire(self) -> tuple[jax.Array, jax.Array]:
+    """The norm and the levels packed in sign-magnitude, ``ceil(log2(levels
+    + 1)) + 1`` bits each."""
+    return self.norm, packing.pack_signed(self.signed_levels.reshape(-1),
+                                          self.levels)
+
+  def from_wire(self, wire) -> "QuantizedMessage":
+    norm, words = wire
+    levels = packing.unpack_signed(words, self.levels, self.signed_levels.size,
+                                   self.signed_levels.dtype)
+    return self.replace(norm=norm,
+                        signed_levels=levels.reshape(self.signed_levels.shape))
 
 
 @message_type
@@ -311,6 +423,15 @@ class SignMessage(Message):
     n = _numel(self.negative.shape)
     return BitCount.of(n), BitCount.of(n, 1, 32)
 
+  def wire(self) -> tuple[jax.Array, jax.Array]:
+    """The signs packed 32 to a word, and the scale."""
+    return packing.pack_mask(self.negative), self.scale
+
+  def from_wire(self, wire) -> "SignMessage":
+    words, scale = wire
+    return self.replace(
+        negative=packing.unpack_mask(words, self.negative.shape), scale=scale)
+
 
 @message_type
 class TwoValueMessage(Message):
@@ -328,6 +449,15 @@ class TwoValueMessage(Message):
   def size(self) -> tuple[BitCount, BitCount]:
     n = _numel(self.high.shape)
     return BitCount.of(n), BitCount.of(n, 1, 64)
+
+  def wire(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The choices packed 32 to a word, and the two values."""
+    return packing.pack_mask(self.high), self.high_value, self.low_value
+
+  def from_wire(self, wire) -> "TwoValueMessage":
+    words, high_value, low_value = wire
+    return self.replace(high=packing.unpack_mask(words, self.high.shape),
+                        high_value=high_value, low_value=low_value)
 
 
 @message_type
@@ -351,6 +481,18 @@ class PowerOfTwoMessage(Message):
   def size(self) -> tuple[BitCount, BitCount]:
     n = _numel(self.exponent.shape)
     return BitCount.of(n), BitCount.of(n, 9)
+
+  def wire(self) -> jax.Array:
+    """Sign (bit 8) and exponent (bits 0-7) packed 9 bits per entry."""
+    entries = ((self.negative.astype(jnp.uint32) << 8)
+               | self.exponent.astype(jnp.uint32))
+    return packing.pack_bits(entries.reshape(-1), 9)
+
+  def from_wire(self, wire) -> "PowerOfTwoMessage":
+    entries = packing.unpack_bits(wire, 9, self.exponent.size).reshape(
+        self.exponent.shape)
+    return self.replace(negative=entries >> 8 == 1,
+                        exponent=(entries & 0xFF).astype(self.exponent.dtype))
 
 
 @message_type
@@ -425,6 +567,18 @@ class GatedMessage(Message):
 
   def overflow(self) -> BitCount:
     return message_overflow(self.inner).masked(self.sent)
+
+  def wire(self) -> tuple[Any, jax.Array]:
+    """The inner messages' wire arrays (moved even when not ``sent``: the
+    shapes are static) and ``sent``."""
+    return (jax.tree.map(lambda m: m.wire(), self.inner, is_leaf=is_message),
+            self.sent)
+
+  def from_wire(self, wire) -> "GatedMessage":
+    inner, sent = wire
+    return self.replace(inner=jax.tree.map(lambda m, w: m.from_wire(w),
+                                           self.inner, inner,
+                                           is_leaf=is_message), sent=sent)
 
 
 def is_message(x) -> bool:

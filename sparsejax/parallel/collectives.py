@@ -5,26 +5,49 @@ device receives the same mean
 
 .. math:: \bar m = \frac{1}{P} \sum_p \mathrm{decode}(m_p).
 
-How it crosses the wire, per message type:
+How it crosses the wire, per message type. Except on the dense paths above
+a sparse crossover (which move ``n`` values, as an all-reduce), the bytes
+each device contributes equal the message's counted bits plus the padding
+noted (``tests/parallel/test_wire_bytes.py`` checks it in the lowered HLO):
 
-* :class:`SparseMessage`: all-gather of the (values, indices) buffers, then one
-  scatter-add, when ``capacity / n < 1 / P``; above that crossover a sparse
-  all-gather moves more bytes than a dense all-reduce, so the decoded message
-  is ``psum``-ed instead (``sparse_crossover=False`` forces the gather).
-  Buffers are static-size: threshold messages of varying counts are gathered
-  at their capacity, and their bits are counted from the real count.
-* full-precision dense messages (``no_compression``) and threshold messages
-  held densely (:class:`MaskedMessage`, whose buffer is the whole tensor, far
-  above the crossover): one ``pmean`` all-reduce;
-* other messages (quantized, sign, seeded, cast, gated): all-gather of the
-  message in its wire dtypes, decoded and averaged on every device;
+* bit-level messages travel packed (:mod:`sparsejax.compress.packing`,
+  ``uint32`` words, under 32 bits of padding per packed array), all-gathered
+  with their scalars, unpacked and decoded on every device, giving the same
+  values as the unpacked arrays: :class:`SignMessage` (1 bit per entry and
+  the scale), :class:`TwoValueMessage` (1 bit and two values),
+  :class:`QuantizedMessage` (QSGD, TernGrad: ``ceil(log2(levels + 1)) + 1``
+  bits of sign and magnitude, and the norm), :class:`PowerOfTwoMessage`
+  (9 bits: sign and exponent);
+* :class:`SparseMessage`: all-gather of the (values, indices) buffers, or of
+  the values in index order and an ``n``-bit bitmap (index encoding
+  ``"bitmap"``, or ``"auto"`` with a capacity above ``n / 32``), plus the
+  count of a variable-size message, then one scatter-add, when
+  ``capacity / n < 1 / P``; above that crossover a sparse all-gather moves
+  more bytes than a dense all-reduce, so the decoded message is ``psum``-ed
+  instead (``sparse_crossover=False`` forces the gather). Buffers are
+  static-size: a threshold message moves its whole capacity, ``capacity -
+  count`` unused slots beyond its counted bits;
+* :class:`MaskedMessage` (a threshold without capacity, held densely): an
+  all-gather of the counts (its 32-bit header), then, for the largest count
+  ``c`` on the axis, a gather at the smallest static capacity of
+  :func:`~sparsejax.compress.messages.wire_capacities` holding ``c`` (the
+  largest below the crossover, halved down to 1: at most about ``2 c``
+  slots) or, when none holds ``c``, one ``pmean`` of the dense tensor
+  (fewer bytes above the crossover). Nothing is ever truncated;
+* full-precision dense messages (``no_compression``): one ``pmean``
+  all-reduce; other messages (seeded, cast, gated): all-gather of the
+  message's arrays in their wire dtypes (a gated message moves its buffers
+  also when not sent);
 * a :class:`FlatMessage` (``scope="global"``) as its inner message;
 * messages whose devices already exchanged values while encoding
   (:meth:`~sparsejax.compress.Message.exchanged_over`): PowerSGD's
   :class:`LowRankMessage` (``encode`` all-reduces ``P`` and ``Q``, two
   ``pmean`` s of ``(n + m) * r`` floats) and the majority vote's
-  :class:`VoteMessage` (one ``psum`` of int8 signs) hold what they received,
-  so their mean is local. Their compressors take the axis themselves:
+  :class:`VoteMessage` (one all-gather of the signs packed 32 to a word
+  and of an 8-bit non-finite flag, summed on every device: at ``P = 8``
+  a ring all-gather sends ``7n/8`` bytes per device, an int8 all-reduce
+  ``7n/4``) hold what they received, so their mean is local. Their
+  compressors take the axis themselves:
   ``sj.error_feedback(sj.powersgd(axis_name="data"), axis_name="data")``.
 
 Each message type implements its collective

@@ -49,7 +49,8 @@ class Case(NamedTuple):
   encode: object           # (x, device) -> this device's message
   kind: type               # its message type
   every_coordinate: bool   # its support is every coordinate
-  collective: str          # what its mean over devices must use
+  collective: str          # what its mean over devices must use ("switch":
+                           # counts gathered, then a psum or gather branch)
   sparse_crossover: bool = True
 
 
@@ -69,7 +70,7 @@ CASES = {
         _encoder(lambda _: sj.hard_threshold(0.5, capacity=0.0625)),
         messages.SparseMessage, False, "all_gather"),
     "masked": Case(_encoder(lambda _: sj.hard_threshold(0.5)),
-                   messages.MaskedMessage, False, "psum"),
+                   messages.MaskedMessage, False, "switch"),
     "seeded": Case(_encoder(lambda d: sj.random_k(k=5, seed=d)),
                    messages.SeededMessage, False, "all_gather"),
     "quantized": Case(_encoder(lambda d: sj.qsgd(4, seed=d)),
@@ -138,6 +139,9 @@ def test_mean_over_devices_agrees_with_the_dense_mean(name):
   got, jaxpr = _sharded_mean(_stack(local), CASES[name].sparse_crossover)
   np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=1e-6,
                              atol=1e-7)
+  if collective == "switch":  # the counts, then a dense or a sparse branch
+    assert all(f"{op}[" in jaxpr for op in ("all_gather", "cond", "psum"))
+    return
   other = {"psum": "all_gather", "all_gather": "psum"}[collective]
   assert f"{collective}[" in jaxpr and f"{other}[" not in jaxpr
 
