@@ -38,6 +38,15 @@ valid up to ``n_i``. Each round a client shuffles its valid positions and
 cycles through them, so minibatches only ever hold its own examples (without
 repetition while ``H * B <= n_i``) and the padding is never read.
 
+Client stores: by default (``client_store="device"``) all ``N`` client
+states are on the device and a round is one jit. With ``"host"`` or
+``"mmap"`` they are numpy arrays in RAM or memory-mapped files
+(:mod:`~sparsejax.federated.client_store`): the round's clients are sampled
+first (:func:`sample_ids`, a function of the rng alone), their rows gathered
+on the host and put on the device, the same round runs on them (one jit
+without the gather and scatter) and the accepted clients' new rows are
+written back; the next round's rows can be gathered while the device computes.
+
 Multi-host: build ``mesh`` over the global ``jax.devices()`` after
 ``jax.distributed.initialize()``; every process passes the same data and seed
 (taken as given, not compared across processes) and runs the same code; the
@@ -63,6 +72,7 @@ from sparsejax.compress.bitcount import BitCount
 from sparsejax.compress.bitcount import exact
 from sparsejax.compress.cost_weighted import EnergyLedger
 from sparsejax.federated import aggregation
+from sparsejax.federated import client_store as client_store_lib
 from sparsejax.federated.algorithms import ClientState
 from sparsejax.federated.algorithms import FederatedAlgorithm
 from sparsejax.federated.algorithms import ServerState
@@ -218,13 +228,19 @@ class RoundConfig(NamedTuple):
   mismatch_alpha: float | None  # None: at the algorithm's start point
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 5))
 def _initial_state(algo: FederatedAlgorithm, num_clients: int,
-                   sharding: NamedSharding | None, key, params):
+                   sharding: NamedSharding | None, key, params,
+                   one_client: bool = False):
+  """The initial state; ``one_client``: one client's state, keys unfolded."""
   if params is None:
     params = algo.model.init(jax.random.fold_in(key, 0))
-  clients = jax.vmap(lambda i: _fold_keys(algo.client_state_init(params), i))(
-      jnp.arange(num_clients))
+  if one_client:  # the template of a HostClientStore
+    clients = algo.client_state_init(params)
+  else:
+    clients = jax.vmap(
+        lambda i: _fold_keys(algo.client_state_init(params), i))(
+            jnp.arange(num_clients))
   state = SimulationState(algo.init(params), clients,
                           CommLedger.zeros(num_clients),
                           jax.random.fold_in(key, 1))
@@ -259,6 +275,24 @@ def _device_round(config: RoundConfig, server, clients, rows, sizes, weights,
   return sums, clients, metrics
 
 
+def _sample_ids(config: RoundConfig, rng):
+  """The round's ``S_pad`` client ids (``N`` for padding) and the next rng.
+
+  A function of the round's rng only: the next round's clients are known
+  before this round is computed (the host store prefetches their rows).
+  """
+  n, s = config.num_clients, config.clients_per_round
+  next_rng, sample_key, _, _ = jax.random.split(rng, 4)
+  ids = jax.random.choice(sample_key, n, (s,), replace=False)
+  ids = jnp.concatenate([ids.astype(jnp.int32),
+                         jnp.full((config.padded_clients - s,), n,
+                                  jnp.int32)])
+  return ids, next_rng
+
+
+sample_ids = jax.jit(_sample_ids, static_argnums=0)
+
+
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
 def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
               dropout_rate, probe=None):
@@ -268,12 +302,31 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
   ``per_client`` holds the ``S_pad`` slot ids (``N`` for padding), their
   uplink bits and ``dropped``/``rejected`` flags. ``state`` is donated.
   """
+  ids, _ = _sample_ids(config, state.rng)
+
+  def take(a):
+    return jnp.take(a, ids, axis=0, mode="clip")
+
+  server, new_clients, accepted, ledger, rng, outputs = _sampled_round(
+      config, state.server, state.ledger, state.rng,
+      jax.tree.map(take, state.clients), ids, data, dropout_rate, probe)
+  scatter_ids = jnp.where(accepted, ids, config.num_clients)  # N: not written
+  clients = jax.tree.map(lambda a, b: a.at[scatter_ids].set(b, mode="drop"),
+                         state.clients, new_clients)
+  return SimulationState(server, clients, ledger, rng), outputs
+
+
+def _sampled_round(config: RoundConfig, server, ledger, rng, clients, ids,
+                   data: ClientArrays, dropout_rate, probe):
+  """The round of the sampled clients' states ``clients`` (rows ``ids``).
+
+  ``ids``: :func:`sample_ids` of ``rng``. Returns ``(server, new client
+  states, accepted, ledger, next rng, (metrics, per_client))``: the caller
+  writes back the new states of the ``accepted`` slots.
+  """
   algo = config.algo
   n, s, s_pad = config.num_clients, config.clients_per_round, config.padded_clients
-  rng, sample_key, client_key, dropout_key = jax.random.split(state.rng, 4)
-  ids = jax.random.choice(sample_key, n, (s,), replace=False)
-  ids = jnp.concatenate([ids.astype(jnp.int32),
-                         jnp.full((s_pad - s,), n, jnp.int32)])
+  rng, _, client_key, dropout_key = jax.random.split(rng, 4)
   valid = jnp.arange(s_pad) < s
   dropped = valid & jax.vmap(lambda i: jax.random.bernoulli(
       jax.random.fold_in(dropout_key, i), dropout_rate))(ids)
@@ -284,7 +337,7 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
 
   sizes = jnp.where(valid, take(data.sizes), 0)
   keys = jax.vmap(lambda i: jax.random.fold_in(client_key, i))(ids)
-  server, downlink = algo.broadcast(state.server)
+  server, downlink = algo.broadcast(server)
   probe_grad = None
   if probe is not None:
     probe_grad = jax.grad(lambda p: algo.model.loss(p, probe)[0])(
@@ -298,7 +351,7 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
         in_specs=(P(), c, c, c, c, c, P(), P(), P(), P()),
         out_specs=(P(), c, c), check_vma=False)
   sums, new_clients, metrics = device_round(
-      server, jax.tree.map(take, state.clients), take(data.indices),
+      server, clients, take(data.indices),
       sizes, jnp.where(sent, sizes, 0), keys, data.x, data.y, probe,
       probe_grad)
 
@@ -308,11 +361,8 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
                    / jnp.sum(data.sizes)).astype(jnp.float32)
   server = algo.server_update(server, aggregation.finalize(sums),
                               participation)
-  scatter_ids = jnp.where(accepted, ids, n)  # N is out of range: not written
-  clients = jax.tree.map(lambda a, b: a.at[scatter_ids].set(b, mode="drop"),
-                         state.clients, new_clients)
   uplink = metrics.pop("uplink_bits").masked(sent)
-  ledger = state.ledger.record(ids, valid, uplink, downlink)
+  ledger = ledger.record(ids, valid, uplink, downlink)
 
   count = jnp.sum(accepted)  # metrics are NaN in a round with none accepted
   out = {k: jnp.sum(jnp.where(accepted, v, 0)) / count
@@ -328,7 +378,10 @@ def run_round(config: RoundConfig, state: SimulationState, data: ClientArrays,
   if config.mesh is not None:  # replicated: every process reads them whole
     out, per_client = jax.lax.with_sharding_constraint(
         (out, per_client), NamedSharding(config.mesh, P()))
-  return SimulationState(server, clients, ledger, rng), (out, per_client)
+  return server, new_clients, accepted, ledger, rng, (out, per_client)
+
+
+_sampled_round_jit = jax.jit(_sampled_round, static_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -360,7 +413,9 @@ class Simulation:
                client_batch_size: int | None = None,
                unroll: int | bool | None = None,
                dropout_rate: float = 0.0,
-               mismatch_alpha: float | None = None):
+               mismatch_alpha: float | None = None,
+               client_store: str = "device", store_dir: str | None = None,
+               prefetch: bool | None = None):
     """Builds the initial state and the jitted round.
 
     Args:
@@ -387,11 +442,26 @@ class Simulation:
       mismatch_alpha: where ``grad_mismatch`` is measured (with a probe):
         ``None``: at each client's start point ``y_0``; a float ``a``: at
         ``w + a e_i`` for every algorithm (:func:`client_update`).
+      client_store: where the ``N`` clients' states live: ``"device"``
+        (stacked in device memory, the whole round in one jit), ``"host"``
+        (numpy arrays in RAM) or ``"mmap"`` (memory-mapped files under
+        ``store_dir``), see :mod:`~sparsejax.federated.client_store`. The
+        host stores gather the sampled clients' rows, run the same round on
+        them and write the accepted ones back: the same results.
+      store_dir: the directory of the ``"mmap"`` store's files (required for
+        it, not allowed for the others).
+      prefetch: host stores: gather the next round's rows while the device
+        computes this round (the clients are sampled from the rng alone).
+        ``None``: unless the devices are CPUs, where the gather competes with
+        the round for the same cores (slower on 2 cores, BUILD_NOTES.md).
 
     Raises:
       ValueError: ``clients_per_round`` outside ``[1, N]``, ``dropout_rate``
         outside ``[0, 1]``, ``eval_every``, ``client_batch_size`` or
-        ``unroll`` < 1, or a mesh without a ``"clients"`` axis.
+        ``unroll`` < 1, a mesh without a ``"clients"`` axis,
+        ``client_store`` not one of ``"device"``, ``"host"``, ``"mmap"``,
+        ``store_dir`` missing for (given without) ``"mmap"``, or a host
+        store with several processes.
     """
     n = clients.num_clients
     if not 1 <= clients_per_round <= n:
@@ -404,6 +474,16 @@ class Simulation:
                        f"{client_batch_size}")
     if mesh is not None and CLIENTS not in mesh.axis_names:
       raise ValueError(f"mesh needs a {CLIENTS!r} axis, has {mesh.axis_names}")
+    if client_store not in client_store_lib.STORES:
+      raise ValueError(f"client_store must be one of "
+                       f"{client_store_lib.STORES}, got {client_store!r}")
+    if (store_dir is None) == (client_store == "mmap"):
+      raise ValueError(f"store_dir is required for client_store='mmap' and "
+                       f"only for it, got store_dir={store_dir!r} with "
+                       f"client_store={client_store!r}")
+    if client_store != "device" and jax.process_count() > 1:
+      raise ValueError(f"client_store={client_store!r} needs one process, "
+                       f"running {jax.process_count()}")
     self.algo = algo
     self.dropout_rate = dropout_rate
     self.eval_every = eval_every
@@ -425,8 +505,21 @@ class Simulation:
       self._test = self._put({"x": tx, "y": ty})
       if probe_size:
         self._probe = self._put({"x": tx[:probe_size], "y": ty[:probe_size]})
-    self._state = _initial_state(algo, n, self._sharding,
-                                 jax.random.key(seed), params)
+    self._store = None
+    self._prefetch = (jax.devices()[0].platform != "cpu" if prefetch is None
+                      else prefetch)
+    self._pending = None  # the next round's (ids, rows, rng after it)
+    if client_store == "device":
+      self._state = _initial_state(algo, n, self._sharding,
+                                   jax.random.key(seed), params)
+    else:
+      self._rows_sharding = (None if mesh is None
+                             else NamedSharding(mesh, P(CLIENTS)))
+      state = _initial_state(algo, n, self._sharding, jax.random.key(seed),
+                             params, True)
+      self._store = client_store_lib.HostClientStore(
+          state.clients, n, store_dir)
+      self._state = state._replace(clients=None)
     self._round = 0
 
   # -- state -----------------------------------------------------------------
@@ -451,12 +544,37 @@ class Simulation:
 
   @property
   def state(self) -> SimulationState:
-    """The current state; its buffers are donated to the next round."""
-    return self._state
+    """The current state; its buffers are donated to the next round.
+
+    With a host store, ``clients`` holds the store's live numpy arrays (the
+    next round writes them; a ``Checkpointer`` copies them when saving).
+    """
+    if self._store is None:
+      return self._state
+    return self._state._replace(clients=self._store.tree())
+
+  @property
+  def prefetch(self) -> bool:
+    """Whether a host store gathers the next round's rows during a round."""
+    return self._prefetch
+
+  @property
+  def client_store(self) -> client_store_lib.HostClientStore | None:
+    """The host store of the clients' states (``None``: on the device)."""
+    return self._store
 
   def restore(self, state: SimulationState) -> None:
-    """Continues from ``state`` (copied; e.g. a restored checkpoint)."""
-    self._state = self._put(state)
+    """Continues from ``state`` (copied; e.g. a restored checkpoint).
+
+    Any store can restore the state of any other (same clients and
+    algorithm).
+    """
+    if self._store is None:
+      self._state = self._put(state)
+    else:
+      self._store.load(state.clients)
+      self._state = self._put(state._replace(clients=None))
+      self._pending = None
     self._round = int(_to_host(self._state.server.round))
 
   @property
@@ -500,15 +618,19 @@ class Simulation:
       ``clients`` (the ``S`` sampled ids), their ``uplink_bits`` (0 if
       dropped) and bool ``dropped`` and ``rejected``.
     """
-    self._state, (out, per_client) = run_round(
-        self.config, self._state, self.data, self._dropout_rate, self._probe)
+    if self._store is None:
+      self._state, (out, per_client) = run_round(
+          self.config, self._state, self.data, self._dropout_rate,
+          self._probe)
+    else:
+      out, per_client = self._host_store_round()
     out, per_client = _to_host((out, per_client))
     self._round += 1
     metrics = {"round": self._round}
     for k, v in out.items():
       metrics[k] = exact(v) if isinstance(v, BitCount) else v.item()
     metrics.update(traffic_metrics(out["uplink_bits"], out["downlink_bits"]))
-    energy = _energy_joules(self._state.clients)
+    energy = _energy_joules(self.state.clients)
     if energy is not None:
       metrics["energy_joules"] = energy
     if evaluate is None:
@@ -519,6 +641,46 @@ class Simulation:
     per_client = jax.tree.map(lambda a: a[:s], per_client)
     per_client["uplink_bits"] = exact(per_client["uplink_bits"])
     return metrics, per_client
+
+  def _draw(self, rng):
+    """``(ids, next rng)`` of the round run from ``rng``, on the host."""
+    ids, next_rng = sample_ids(self.config, rng)
+    return np.asarray(ids), next_rng
+
+  def _host_store_round(self):
+    """A round on the host store's sampled rows: ``(metrics, per_client)``.
+
+    With ``prefetch``, the next round's clients are drawn before this round
+    is dispatched and their rows gathered while the device runs it; rows of
+    clients this round updates are read again after the write-back.
+    """
+    store = self._store
+    if self._pending is None:
+      ids, next_rng = self._draw(self._state.rng)
+      rows = store.gather(ids)
+    else:
+      ids, rows, next_rng = self._pending
+      self._pending = None
+    if self._prefetch:
+      next_ids, after_next = self._draw(next_rng)
+    server, new_rows, accepted, ledger, rng, outputs = _sampled_round_jit(
+        self.config, self._state.server, self._state.ledger, self._state.rng,
+        store.to_device(rows, self._rows_sharding), ids, self.data,
+        self._dropout_rate, self._probe)
+    if self._prefetch:  # numpy, while the device computes
+      next_rows = store.gather(next_ids)
+    accepted = np.asarray(accepted)
+    written = ids[accepted]
+    store.scatter(written, [r[accepted] for r in store.from_device(new_rows)])
+    if self._prefetch:
+      stale = np.isin(np.minimum(next_ids, self.config.num_clients - 1),
+                      written)
+      if stale.any():
+        for r, fresh in zip(next_rows, store.gather(next_ids[stale])):
+          r[stale] = fresh
+      self._pending = next_ids, next_rows, after_next
+    self._state = SimulationState(server, None, ledger, rng)
+    return outputs
 
   def run(self, num_rounds: int) -> Iterator[tuple[int, dict]]:
     """Runs until ``num_rounds`` rounds are completed (continues a restore).
