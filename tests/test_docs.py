@@ -230,6 +230,7 @@ def _case(factory_cell: str) -> str:
   return name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table", [_readme_table, _guide_table],
                          ids=["README", "guide"])
 def test_compressor_table_bits_match_the_code(table):

@@ -39,6 +39,7 @@ def _poison(g, value, leaf="w"):
           else g[leaf].at[1].set(value)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf],
                          ids=["nan", "inf", "-inf"])
 @pytest.mark.parametrize("name", sorted(NONFINITE_COMPRESSORS))
@@ -70,6 +71,7 @@ def test_nonfinite_step_is_skipped(name, bad):
   assert int(after.nonfinite_steps) == 1
 
 
+@pytest.mark.slow
 def test_nonfinite_policy_under_jit_in_a_chain():
   tx = optax.chain(sj.error_feedback(sj.top_k(k=2)),
                    optax.sgd(0.1, momentum=0.9))
@@ -111,6 +113,7 @@ def _run(tx, g, steps, params=None):
   return outs, state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("residual_dtype", [None, jnp.float16],
                          ids=["default", "float16"])
 def test_fp16_overflow_inside_ef_is_skipped_and_counted(residual_dtype):
@@ -140,6 +143,7 @@ def test_fp16_overflow_inside_ef_is_skipped_and_counted(residual_dtype):
         (100 - skipped) * np.asarray(g, np.float64))
 
 
+@pytest.mark.slow
 def test_low_precision_params_get_a_float32_residual_that_keeps_the_mass():
   """bf16 params: a bf16 residual rounds 256 + 1 back to 256, so an entry
   that top-1 never sends loses its mass; the float32 default keeps it (and
@@ -156,6 +160,7 @@ def test_low_precision_params_get_a_float32_residual_that_keeps_the_mass():
   assert int(sj.comm_stats(state)["nonfinite_steps"]) == 0
 
 
+@pytest.mark.slow
 def test_message_overflow_of_finite_input_is_skipped():
   """||x|| of four 3e38 entries is 6e38, beyond float32: the QSGD message is
   not finite, so nothing is sent and the residual is left as it was."""
@@ -217,6 +222,7 @@ def test_float_updates_of_another_width_are_accepted():
 # ------------------------------------------------------------ partial EF
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("carry", [0.0, 0.5, 1.0])
 def test_carry_adds_a_fraction_of_the_residual(carry):
   k = 2
@@ -283,6 +289,7 @@ def test_residual_helper():
   np.testing.assert_array_equal(sj.residual(state)["a"], [1.0, 2.0, 0.0])
 
 
+@pytest.mark.slow
 def test_encode_and_update_agree():
   tx = sj.error_feedback(sj.random_k(k=3, scaled=True))
   state = tx.init(_grads(0))
@@ -332,6 +339,7 @@ def _losses(x, y):
   return opt, ef, no_ef
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_ef_top_k_converges_on_logistic_regression(seed):
   """d=300, 3 coordinates a step, 400 full-batch steps.
@@ -355,6 +363,7 @@ def _ef21_gap(x, y):
   return ef21 - opt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_ef21_top_k_converges_on_logistic_regression(seed):
   """As EF above. Measured gaps (seeds 0-2): ~1.1e-4 (EF: ~1e-4; top-k

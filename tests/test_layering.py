@@ -166,6 +166,7 @@ def test_every_module_imports_only_its_layer_or_below():
   assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("statement", [
     "import sparsejax",
     "import sparsejax as sj; import optax; optax.chain("
@@ -182,6 +183,7 @@ def test_core_loads_no_optional_dependency(statement):
       f"`{statement}` loaded {out.stdout.strip()}")
 
 
+@pytest.mark.slow
 def test_experiment_support_is_loaded_on_first_use():
   code = ("import sys, sparsejax as sj\n"
           "assert 'sparsejax.models' not in sys.modules\n"

@@ -21,6 +21,7 @@ def _grad(seed, scale=1.0):
                           "dense": {"kernel": keys[1], "bias": keys[2]}})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("correction_steps", [None, 3.0])
 def test_budget_never_exceeded_and_nearly_spent(correction_steps):
   steps, total = 60, 60 * 12
@@ -41,6 +42,7 @@ def test_budget_never_exceeded_and_nearly_spent(correction_steps):
   assert spent[-1] >= 0.98 * total
 
 
+@pytest.mark.slow
 def test_budget_in_bits_counts_headers_and_indices():
   steps = 10
   bits = steps * (32 + 20 * 64)   # 20 (value, index) pairs + header per step
@@ -52,6 +54,7 @@ def test_budget_in_bits_counts_headers_and_indices():
   assert sj.exact(state.counters.elements) <= 20 * steps
 
 
+@pytest.mark.slow
 def test_budget_sends_largest_entries_above_threshold():
   tx = sj.hard_threshold(budget=30, num_steps=3, initial_threshold=1e-6,
                          reserve=0.5)
@@ -82,6 +85,7 @@ def test_budget_bad_input():
     sj.hard_threshold(budget=5, num_steps=2, index_encoding="bitmap")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("power", [1.0, 2.0])
 def test_cwmp_equal_costs_is_top_k(power):
   g = _grad(3)
@@ -119,6 +123,7 @@ def test_cwmp_matches_greedy_reference_and_respects_budget():
     np.testing.assert_allclose(float(state.energy.total), total, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_cwmp_energy_ratio_and_ledger_in_comm_stats():
   g = _grad(1)
   tx = sj.error_feedback(sj.cost_weighted("energy_table", energy_ratio=0.1))
@@ -159,6 +164,7 @@ def test_cwmp_bad_input_names_leaf_or_argument():
     sj.cost_weighted("solar", budget=1.0).init(p)
 
 
+@pytest.mark.slow
 def test_cwmp_kernel_buffer_overflow_is_counted():
   x = jnp.arange(1.0, 11.0)
   tx = sj.cost_weighted(1.0, budget=6.0, max_ratio=0.3)
@@ -167,6 +173,7 @@ def test_cwmp_kernel_buffer_overflow_is_counted():
   assert np.count_nonzero(out) == 3
 
 
+@pytest.mark.slow
 def test_energy_metered_top_k_is_the_cost_of_what_it_sent():
   g = _grad(2)
   costs = sj.energy_table_costs(g)
@@ -237,6 +244,7 @@ def test_energy_matched_top_k_is_the_cost_budgeted_magnitude_prefix(
           budget)
 
 
+@pytest.mark.slow
 def test_energy_matched_top_k_keeps_the_largest_entries_cwmp_does_not():
   g = _grad(6)
   costs = sj.energy_table_costs(g, tx_joules_per_bit=0.0)  # 117x disparity
@@ -259,6 +267,7 @@ def test_energy_matched_top_k_keeps_the_largest_entries_cwmp_does_not():
     assert float(state.energy.total) <= budget * (1 + 1e-6)
 
 
+@pytest.mark.slow
 def test_energy_matched_top_k_with_equal_costs_is_top_k_and_cwmp():
   g = _grad(7)
   k = 11

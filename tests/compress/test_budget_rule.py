@@ -40,6 +40,7 @@ def _assert_never_over(r, budget=BUDGET):
   np.testing.assert_array_equal(left + r.spent, budget)
 
 
+@pytest.mark.slow
 def test_total_error_at_equal_volume_constant_threshold_beats_top_k():
   # Sahu et al.'s claim on the front-loaded toy (issue: top-k 3.7e6,
   # constant lambda 2.7e6 at equal total volume).
@@ -56,6 +57,7 @@ def test_total_error_at_equal_volume_constant_threshold_beats_top_k():
   assert budgeted.total_error < 0.95 * top_k.total_error
 
 
+@pytest.mark.slow
 def test_front_loaded_gradients_are_spent_unevenly():
   grads, top_k, cal = _front_loaded()
   r = gs.run(_budgeted(initial_threshold=cal.threshold), grads)
@@ -68,6 +70,7 @@ def test_front_loaded_gradients_are_spent_unevenly():
   assert first.max() / first.min() < 2.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tau", [None, 5.0])
 def test_lambda_moves_slowly(tau):
   grads = gs.stream(peak=20.0)
@@ -80,6 +83,7 @@ def test_lambda_moves_slowly(tau):
   _assert_never_over(r)
 
 
+@pytest.mark.slow
 def test_stationary_gradients_end_near_the_budget():
   r = gs.run(_budgeted(), gs.stream(peak=0.0))
   _assert_never_over(r)
@@ -87,6 +91,7 @@ def test_stationary_gradients_end_near_the_budget():
   assert r.volume >= 0.99 * BUDGET
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [
     "threshold_far_too_low", "threshold_far_too_high", "spikes",
     "growing", "bits_bf16"])
@@ -115,6 +120,7 @@ def test_never_overspends_on_adversarial_streams(case):
     assert r.spend.min() >= int(0.1 * K)
 
 
+@pytest.mark.slow
 def test_first_update_sparser_than_the_share_does_not_stick_at_zero():
   grads = np.array(gs.stream(peak=0.0, seed=2))
   grads[0, 5:] = 0.0                      # 5 nonzeros, a share of 100
@@ -126,6 +132,7 @@ def test_first_update_sparser_than_the_share_does_not_stick_at_zero():
   assert r.volume >= 0.99 * BUDGET
 
 
+@pytest.mark.slow
 def test_all_zero_updates_send_nothing_until_the_first_nonzero_one():
   grads = np.array(gs.stream(peak=0.0, seed=2))
   grads[:3] = 0.0
@@ -135,6 +142,7 @@ def test_all_zero_updates_send_nothing_until_the_first_nonzero_one():
   assert r.spend[3] == K                  # lambda_0: the share's quantile
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget,unit", [(10**12, "bits"), (2**33 + 7,
                                                            "elements")])
 def test_budgets_beyond_32_bits_are_exact(budget, unit):
@@ -154,6 +162,7 @@ def test_budgets_beyond_32_bits_are_exact(budget, unit):
   assert sj.exact(state.inner_state.budget.left) == budget - spent
 
 
+@pytest.mark.slow
 def test_one_step_with_a_huge_budget_sends_every_nonzero_entry():
   x = jnp.arange(-5.0, 6.0)
   tx = sj.hard_threshold(budget=2**40, num_steps=1)
@@ -163,6 +172,7 @@ def test_one_step_with_a_huge_budget_sends_every_nonzero_entry():
   assert sj.exact(state.budget.left) == 2**40 - 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unit,budget", [("elements", 30),
                                           ("bits", 5 * 32 + 10 * 64 + 20)])
 def test_steps_past_num_steps_spend_only_what_is_left(unit, budget):
@@ -220,6 +230,7 @@ def test_map_params_sees_the_params_in_state(wrap):
     assert mapped.residual == {"w": "spec(3, 4)", "b": "spec(4,)"}
 
 
+@pytest.mark.slow
 def test_complex_parameters_are_accepted():
   params = {"z": jnp.zeros(6, jnp.complex64), "w": jnp.zeros(8)}
   tx = _budgeted(budget=40, num_steps=10)

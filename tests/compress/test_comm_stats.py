@@ -25,6 +25,7 @@ def _ef_state(steps=3):
   return state
 
 
+@pytest.mark.slow
 def test_exact_gives_python_numbers_equal_to_the_float_view():
   state = _ef_state()
   view, host = sj.comm_stats(state), sj.comm_stats(state, exact=True)
@@ -49,6 +50,7 @@ def test_exact_counts_beyond_float32():
   assert float(sj.comm_stats(counters)["bits_sent"]) != 2**32 + 3
 
 
+@pytest.mark.slow
 def test_exact_array_counts_are_object_arrays_of_ints():
   stacked = jax.tree.map(lambda *x: jnp.stack(x), _ef_state(1), _ef_state(2))
   host = sj.comm_stats(stacked, exact=True)
@@ -88,6 +90,7 @@ def _tx():
                      optax.adam(1e-2))
 
 
+@pytest.mark.slow
 def test_nnx_optimizer_state_is_found_with_plain_optax_numbers():
   model = _Linear()
   optimizer = nnx.Optimizer(model, _tx(), wrt=nnx.Param)

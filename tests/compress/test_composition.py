@@ -32,6 +32,7 @@ OPTIMIZERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compressor,opt", [
     *[("ef_top_k", opt) for opt in sorted(OPTIMIZERS)],
     ("ef_random_k", "adam"), ("ef_random_k", "lion"),
@@ -61,6 +62,7 @@ def test_any_optimizer_after_a_compressor(compressor, opt):
   chex.assert_trees_all_equal_structs(params, _params())
 
 
+@pytest.mark.slow
 def test_multi_steps_compresses_the_accumulated_gradient():
   ef_topk = lambda: sj.error_feedback(sj.top_k(k=2))  # pylint: disable=unnecessary-lambda-assignment
   tx = optax.MultiSteps(optax.chain(ef_topk(), optax.sgd(1.0)), every_k_schedule=2)
@@ -104,6 +106,7 @@ def test_partition_compresses_kernels_not_biases():
                              np.sum(k**2) - np.sum(k[top] ** 2), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_apply_if_finite_skips_bad_steps_outside():
   tx = optax.apply_if_finite(
       optax.chain(sj.error_feedback(sj.random_k(k=3)), optax.sgd(1.0)),
@@ -122,6 +125,7 @@ def test_apply_if_finite_skips_bad_steps_outside():
   chex.assert_trees_all_equal(good, ref)
 
 
+@pytest.mark.slow
 def test_jit_matches_eager():
   tx = optax.chain(sj.error_feedback(sj.random_k(k=4, scope="global")),
                    optax.adam(1e-2))
@@ -145,6 +149,7 @@ VMAP_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(VMAP_CASES))
 def test_vmap_over_clients_equals_separate_runs(name):
   clients, steps = 3, 3

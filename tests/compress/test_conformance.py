@@ -47,6 +47,7 @@ def _two_steps(tx, params, g1, g2):
   return out1, out2, state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,ef", CASES)
 def test_accepts_extra_args_through_chain(name, ef):
   params = _tree()
@@ -63,6 +64,7 @@ def test_accepts_extra_args_through_chain(name, ef):
   _assert_trees_equal(out, tx.update(g, tx.init(params), params)[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,ef", CASES)
 def test_no_recompilation_on_later_steps(name, ef):
   tx = optax.chain(cases.make(name, ef), optax.sgd(0.1))
@@ -111,6 +113,7 @@ DTYPE_CASES = [
                               ("ef21", jnp.bfloat16, jnp.bfloat16)]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,ef,dtype,residual_dtype", DTYPE_CASES)
 def test_dtypes_are_kept(name, ef, dtype, residual_dtype):
   kwargs = {} if residual_dtype is None else dict(residual_dtype=residual_dtype)
@@ -174,6 +177,7 @@ def test_init_on_shape_dtype_structs(name, ef):
   chex.assert_trees_all_equal_shapes_and_dtypes(shapes, tx.init(params))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,ef", CASES)
 def test_same_result_under_inject_hyperparams(name, ef):
   params = _tree()
@@ -188,6 +192,7 @@ def test_same_result_under_inject_hyperparams(name, ef):
       sj.comm_stats(injected[2])["bits_sent"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,ef", CASES)
 def test_masked_in_chain_leaves_biases_dense(name, ef):
   params = _tree()
@@ -208,6 +213,7 @@ def test_masked_in_chain_leaves_biases_dense(name, ef):
       alone_stats["bits_sent"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,ef", CASES)
 def test_integer_leaves_pass_through(name, ef):
   params = _tree()
@@ -304,6 +310,7 @@ def test_ratio_and_k_are_exclusive(factory):
     factory(0.1, k=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factory,kwargs,nonzeros", [
     (sj.top_k, {"ratio": 1.0}, 4), (sj.top_k, {"k": 1}, 1),
     (sj.top_k, {"k": 10}, 4),  # k > n keeps everything
@@ -320,6 +327,7 @@ def test_boundary_arguments_are_accepted(factory, kwargs, nonzeros):
                                 np.asarray(x)[np.asarray(out) != 0])
 
 
+@pytest.mark.slow
 def test_qsgd_one_level_sends_zero_or_norm():
   tx = sj.qsgd(1)
   x = jnp.asarray([3.0, -4.0, 0.0])

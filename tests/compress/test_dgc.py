@@ -71,6 +71,7 @@ def _grad(params, t):
           for n, p in params.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scope,clip_norm,warmup", [
     ("global", None, 0), ("leaf", None, 0), ("global", 2.0, 6),
     ("leaf", 2.5, 4)])
@@ -108,6 +109,7 @@ def test_chained_with_sgd_equals_the_papers_loop(scope, clip_norm, warmup):
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bits_are_the_sent_pairs_of_each_warmup_stage():
   ratio, warmup, n = 0.002, 8, 4000
   tx = sj.dgc(ratio, warmup_steps=warmup)
@@ -127,6 +129,7 @@ def test_bits_are_the_sent_pairs_of_each_warmup_stage():
   assert warmup_ratios(ratio) == (0.25, 0.0625, 0.015625, 0.00390625)
 
 
+@pytest.mark.slow
 def test_momentum_masking_keeps_the_unsent_and_zeroes_the_sent():
   tx = sj.dgc(0.25, momentum=0.5)  # k = 2 of 8
   state = tx.init(jnp.zeros(8))
@@ -144,6 +147,7 @@ def test_momentum_masking_keeps_the_unsent_and_zeroes_the_sent():
                              np.where(np.isin(np.arange(8), top), 0, u))
 
 
+@pytest.mark.slow
 def test_clipping_of_gradients_whose_squares_overflow_float32():
   tx = sj.dgc(1.0, momentum=0.0, clip_norm=5.0)
   g = jnp.array([3e20, -4e20], jnp.float32)  # norm 5e20: squares overflow
@@ -152,6 +156,7 @@ def test_clipping_of_gradients_whose_squares_overflow_float32():
   assert int(sj.comm_stats(state)["nonfinite_steps"]) == 0
 
 
+@pytest.mark.slow
 def test_non_float_leaves_travel_whole():
   tx = sj.dgc(0.5)
   params = {"w": jnp.zeros(4), "n": jnp.zeros((), jnp.int32)}
@@ -182,6 +187,7 @@ def test_updates_unlike_the_params_are_refused():
     tx.update(jnp.ones((2, 3)), tx.init(jnp.zeros(3)))
 
 
+@pytest.mark.slow
 def test_same_result_under_inject_hyperparams():
   kwargs = dict(ratio=0.1, momentum=0.8, clip_norm=1.5, warmup_steps=2)
   plain = sj.dgc(**kwargs)
@@ -197,6 +203,7 @@ def test_same_result_under_inject_hyperparams():
     np.testing.assert_array_equal(o1, o2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip_norm", [None, 1.0])
 def test_a_nan_or_inf_step_is_skipped_and_counted(clip_norm):
   tx = sj.dgc(0.5, clip_norm=clip_norm)

@@ -55,6 +55,7 @@ def _types(tree):
   return jax.tree.map(jax.typeof, tree)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,ef", CASES)
 def test_explicit_sharding_is_kept(name, ef, mesh):
   tx = cases.make(name, ef)

@@ -132,6 +132,7 @@ def test_optimizer_passed_as_compressor_is_refused(wrapper, not_a_compressor):
     assert "optax.chain(sj.error_feedback" in str(e.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factory,kwargs", [
     (sj.top_k, dict(k=np.int64(2))), (sj.random_k, dict(k=np.int32(2))),
     (sj.blockwise_top_k, dict(ratio=np.float32(0.5),
@@ -201,6 +202,7 @@ def _threshold_paths(lam):
             threshold=lam, capacity=capacity)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16],
                          ids=["float16", "bfloat16"])
 def test_hard_threshold_compares_in_the_input_dtype_on_every_path(dtype):
@@ -254,6 +256,7 @@ def test_scaled_sign_scale_of_huge_finite_input_is_finite(magnitude):
   np.testing.assert_allclose(out, x, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_qsgd_small_inputs_keep_their_norm():
   # The power-of-two prescale also protects tiny inputs from underflow.
   x = jnp.asarray([3e-25, 4e-25], jnp.float32)
@@ -264,6 +267,7 @@ def test_qsgd_small_inputs_keep_their_norm():
 # ------------------------------------------------------- step counters
 
 
+@pytest.mark.slow
 def test_int32_step_counters_saturate_instead_of_wrapping():
   """Sizes are exact BitCounts; the int32 step counts stop at 2**31 - 1."""
   top = jnp.asarray(2**31 - 1, jnp.int32)
@@ -287,6 +291,7 @@ def test_int32_step_counters_saturate_instead_of_wrapping():
 # --------------------------------------------------- CWMP energy ledger
 
 
+@pytest.mark.slow
 def test_cwmp_charges_only_what_fits_in_its_buffer():
   g = {"a": jnp.asarray([8.0, 7.0, 6.0, 5.0]),
        "b": jnp.asarray([4.0, 3.0, 2.0, 1.0])}
@@ -324,6 +329,7 @@ def _bits(state):
   return float(sj.comm_stats(state)["bits_sent"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,ef", EMPTY_CASES)
 def test_zero_size_leaves_are_sent_whole_at_no_cost(name, ef):
   base = _base_tree()
@@ -343,6 +349,7 @@ def test_zero_size_leaves_are_sent_whole_at_no_cost(name, ef):
     assert cases.memory(state)["x"].shape == (0,)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,ef", EMPTY_CASES)
 def test_tree_without_float_entries_passes_through(name, ef):
   tx = cases.make(name, ef)
@@ -364,6 +371,7 @@ def test_tree_without_float_entries_passes_through(name, ef):
     assert float(sj.comm_stats(state)["nonfinite_steps"]) == 0
 
 
+@pytest.mark.slow
 def test_zero_size_leaf_does_not_break_the_ef_invariant():
   tree = {"e": jnp.zeros((0,)), "w": jnp.asarray([3.0, -1.0, 2.0])}
   ef = sj.error_feedback(sj.top_k(k=1))

@@ -104,6 +104,7 @@ BIT_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16],
                          ids=["fp32", "bf16"])
 @pytest.mark.parametrize("name", sorted(BIT_CASES))
@@ -142,6 +143,7 @@ def test_integer_leaves_counted_as_dense():
   assert sj.exact(state.counters.last_elements) == 2 + 7
 
 
+@pytest.mark.slow
 def test_overflow_counted():
   tx = sj.hard_threshold(0.5, capacity=0.25)
   g = {"w": jnp.ones(8), "b": jnp.full((4,), 0.1)}
@@ -169,6 +171,7 @@ def test_gated_message_costs_and_decodes_only_when_sent(sent):
   assert sj.exact(message_overflow(gated)) == (5 if sent else 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [64, 70, 5])
 def test_auto_index_encoding_picks_the_cheaper(n):
   # x has `c` entries >= threshold for every c in 0..n.
@@ -188,6 +191,7 @@ def test_auto_index_encoding_picks_the_cheaper(n):
     assert sizes["auto"][c] == min(sizes["int32"][c], sizes["bitmap"][c])
 
 
+@pytest.mark.slow
 def test_seeded_message_sends_the_raw_key():
   # The seeded message sends exactly the raw key (2 x uint32 = 64 bits).
   tx = sj.random_k(k=1)
@@ -213,6 +217,7 @@ def _random_counts(rng, size):
   return np.concatenate([near, uniform, small, edge]).astype(np.uint32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("multiplier,offset", [
     (1, 0), (0, 5), (2**16 - 1, 2**32 - 1), (32, 0), (48, 32), (33, 2**31),
     (12345, 987654321)])
@@ -333,6 +338,7 @@ def test_comm_stats_under_jit_matches_eager():
   assert float(eager["total_error"]) >= float(eager["residual_norm"]) ** 2
 
 
+@pytest.mark.slow
 def test_bitcount_total_is_exact_beyond_32_bits():
   rng = np.random.default_rng(3)
   hi = rng.integers(0, 2**10, 300, dtype=np.uint64).astype(np.uint32)

@@ -75,6 +75,7 @@ def _np_clip(x, clip_sigma):
   return np.clip(x, -bound, bound)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip_sigma", [None, 1.0, 2.5])
 def test_terngrad_is_unbiased_on_the_ternary_grid(clip_sigma):
   x = _np_clip(X, clip_sigma)  # TernGrad is unbiased for the clipped x
@@ -94,6 +95,7 @@ def test_terngrad_bits_and_message():
   assert _bits(sj.terngrad(), x) == 32 + 2 * X.size
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip_sigma", [None, 2.5])
 def test_terngrad_scale_does_not_overflow(clip_sigma):
   x = jnp.asarray([3e38, -3e38, 1e38, 0.0], jnp.float32)
@@ -127,6 +129,7 @@ def _np_brackets(x):
   return low, high
 
 
+@pytest.mark.slow
 def test_natural_compression_is_unbiased_between_powers_of_two():
   x = X.astype(np.float64)
   low, high = _np_brackets(X)
@@ -138,6 +141,7 @@ def test_natural_compression_is_unbiased_between_powers_of_two():
   assert np.all(variance <= x**2 / 8 + 1e-12)  # the paper's omega = 1/8
 
 
+@pytest.mark.slow
 def test_natural_compression_zero_powers_of_two_and_subnormals():
   exact = np.asarray([0.0, -0.0, 1.0, -0.25, 2.0**-126, 2.0**127, -2.0**-30],
                      np.float32)
@@ -153,6 +157,7 @@ def test_natural_compression_zero_powers_of_two_and_subnormals():
                                  sub.astype(np.float64) * 2.0**126)
 
 
+@pytest.mark.slow
 def test_natural_compression_never_rounds_past_the_dtype():
   tx = sj.natural_compression()
   big = np.asarray([3.3e38, -3.0e38, 65000.0], np.float32)
@@ -169,6 +174,7 @@ def test_natural_compression_never_rounds_past_the_dtype():
   np.testing.assert_array_equal(np.isinf(out), True)
 
 
+@pytest.mark.slow
 def test_natural_compression_bits_and_message():
   x = jnp.asarray(X)
   message, _ = sj.natural_compression().encode(x, sj.natural_compression()
@@ -189,6 +195,7 @@ def _np_onebit(x):
   return np.where(pos, high, low)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("x", [
     X, np.asarray([0.0, 1.0, 0.0, -3.0, 2.0], np.float32),  # zeros: low side
     np.asarray([1.0, 2.0, 4.0], np.float32),                 # one side empty
@@ -204,6 +211,7 @@ def test_onebit_sends_the_mean_of_each_side(x):
   assert sj.exact(state.counters.bits) == 64 + x.size
 
 
+@pytest.mark.slow
 def test_onebit_under_error_feedback_matches_a_numpy_loop():
   rng = np.random.default_rng(3)
   grads = rng.standard_normal((6, 10)).astype(np.float32)
@@ -271,6 +279,7 @@ def _np_ef21(rule, grads):
   return outs, g_i
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EF21_COMPRESSORS))
 def test_ef21_single_worker_matches_the_numpy_rule(name):
   make, rule, bits = EF21_COMPRESSORS[name]
@@ -299,6 +308,7 @@ def test_ef21_single_worker_matches_the_numpy_rule(name):
   assert int(stats["nonfinite_steps"]) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["top_k", "onebit"])
 def test_ef21_over_8_devices_matches_the_per_worker_numpy_loop(name):
   if jax.device_count() < DEVICES:
@@ -336,6 +346,7 @@ def test_ef21_over_8_devices_matches_the_per_worker_numpy_loop(name):
       atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("axis_name", ["data", None])
 def test_ef21_over_a_data_axis_gives_every_device_the_same_update(axis_name):
   """The data-parallel step's check (an abstract trace over 8 devices)."""
@@ -394,6 +405,7 @@ def test_ef21_skips_a_nonfinite_step_and_keeps_its_estimate():
   assert int(stats["internal_nonfinite_steps"]) == 0
 
 
+@pytest.mark.slow
 def test_ef21_keeps_a_float32_estimate_of_bf16_gradients():
   tx = sj.ef21(sj.top_k(k=1))
   g = jnp.asarray([1.0, 2.0 ** -9, 3.0], jnp.bfloat16)

@@ -18,6 +18,7 @@ def _reference_pack(values, bits):
       np.uint32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", list(range(1, 17)) + [26, 32])
 @pytest.mark.parametrize("n", [1, 33, 517])
 def test_pack_matches_numpy_and_roundtrips(bits, n):
@@ -31,11 +32,13 @@ def test_pack_matches_numpy_and_roundtrips(bits, n):
   np.testing.assert_array_equal(back, values)
 
 
+@pytest.mark.slow
 def test_pack_keeps_only_the_low_bits():
   words = packing.pack_bits(jnp.array([0xFF, 0x1], jnp.uint32), 3)
   np.testing.assert_array_equal(packing.unpack_bits(words, 3, 2), [7, 1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_magnitude", [1, 4, 127, 255, 2**15 - 1])
 def test_signed_roundtrip(max_magnitude):
   rng = np.random.default_rng(max_magnitude)
@@ -48,6 +51,7 @@ def test_signed_roundtrip(max_magnitude):
   np.testing.assert_array_equal(back, values)
 
 
+@pytest.mark.slow
 def test_mask_roundtrip():
   mask = np.random.default_rng(0).random((7, 9)) < 0.5
   words = packing.pack_mask(jnp.asarray(mask))

@@ -31,6 +31,7 @@ def _q0(tx, params):
   return np.asarray(tx.init(params).q, np.float64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape,rank", [((16, 12), 1), ((16, 12), 3),
                                         ((3, 3, 4, 8), 2), ((2, 10, 9), 2)])
 def test_one_step_matches_numpy(shape, rank):
@@ -49,6 +50,7 @@ def test_one_step_matches_numpy(shape, rank):
   assert sj.comm_stats(state, exact=True)["bits_sent"] == 32 * (n + m) * rank
 
 
+@pytest.mark.slow
 def test_warm_start_over_steps_matches_numpy_and_matters():
   shape, rank, steps = (20, 10), 2, 5
   # A slowly changing gradient with a clear rank-2 part plus noise.
@@ -68,6 +70,7 @@ def test_warm_start_over_steps_matches_numpy_and_matters():
   assert np.abs(cold - want).max() > 1e-2
 
 
+@pytest.mark.slow
 def test_repeated_steps_converge_to_the_best_rank_r_approximation():
   g = {"w": jnp.asarray(_normal(3, (24, 16)))}
   tx = sj.powersgd(2, start_iter=0)
@@ -80,6 +83,7 @@ def test_repeated_steps_converge_to_the_best_rank_r_approximation():
   np.testing.assert_allclose(out["w"], best, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_small_one_dimensional_and_integer_leaves_are_dense():
   tree = {"a_vec": jnp.asarray(_normal(4, (50,))),
           "b_small": jnp.asarray(_normal(5, (4, 3))),  # 7 * 1 * 2 >= 12
@@ -119,6 +123,7 @@ def test_warm_up_sends_dense_and_keeps_q():
       2 * 32 * 16 * 12 + 32 * 28)
 
 
+@pytest.mark.slow
 def test_a_zero_gradient_keeps_the_warm_start():
   g = {"w": jnp.asarray(_normal(9, (16, 12)))}
   tx = sj.powersgd(2, start_iter=0)
@@ -131,6 +136,7 @@ def test_a_zero_gradient_keeps_the_warm_start():
   assert np.abs(np.asarray(out["w"])).max() > 0.1
 
 
+@pytest.mark.slow
 def test_under_error_feedback_matches_numpy_ef_loop():
   shape, steps = (16, 8), 6
   tx = sj.error_feedback(sj.powersgd(1, start_iter=0))
@@ -153,6 +159,7 @@ def test_under_error_feedback_matches_numpy_ef_loop():
                              atol=1e-4)
 
 
+@pytest.mark.slow
 def test_in_a_chain_with_adam_under_jit():
   params = {"w": jnp.zeros((16, 12)), "b": jnp.zeros(12)}
   tx = optax.chain(sj.error_feedback(sj.powersgd(2, start_iter=1)),
@@ -174,6 +181,7 @@ def test_in_a_chain_with_adam_under_jit():
   assert float(loss(params)) < 0.01 * first
 
 
+@pytest.mark.slow
 def test_message_mean_needs_the_axis_of_the_factors():
   g = {"w": jnp.asarray(_normal(13, (16, 12)))}
   tx = sj.powersgd(1, start_iter=0)

@@ -35,6 +35,7 @@ INVARIANT_SHAPES = [
 N_SEEDS = 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(INVARIANT_COMPRESSORS))
 def test_error_feedback_invariant(name):
   """sum_t m_t + e_T == sum_t g_t (carry=1, eta=1) on N_SEEDS random runs."""
@@ -105,6 +106,7 @@ def _sq_rows(x):
   return np.sum(np.square(x.reshape(x.shape[0], -1)), axis=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ratio", [0.05, 0.3, 0.7, 1.0])
 def test_top_k_leaf_contractive(ratio):
   trees = _batch_trees(int(ratio * 100))
@@ -122,6 +124,7 @@ def test_top_k_leaf_contractive(ratio):
                   <= np.where(kept, a, np.inf).min(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 5, 17, 30])
 def test_top_k_global_contractive(k):
   trees = _batch_trees(k)
@@ -138,6 +141,7 @@ def test_top_k_global_contractive(k):
     assert not all(np.all(p == per_leaf[0]) for p in per_leaf)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,block_size,ratio", [
     (29, 4, 0.25), (40, 8, 0.1), (17, 5, 0.5), (9, 9, 0.3)])
 def test_blockwise_top_k_contractive_per_block(n, block_size, ratio):
@@ -159,6 +163,7 @@ def test_blockwise_top_k_contractive_per_block(n, block_size, ratio):
   np.testing.assert_array_equal(o[o != 0], x[o != 0])
 
 
+@pytest.mark.slow
 def test_hard_threshold_keeps_exactly_entries_at_or_above():
   t = 0.75  # exactly representable
   trees = _batch_trees(4)
@@ -177,6 +182,7 @@ def test_hard_threshold_keeps_exactly_entries_at_or_above():
   assert np.all(err <= d * t * t)
 
 
+@pytest.mark.slow
 def test_hard_threshold_capacity_keeps_lowest_indices_and_rest_in_residual():
   x = jnp.asarray([3.0, 0.1, -2.0, 5.0, 0.2, 1.0, -4.0, 0.3], jnp.float32)
   tx = sj.error_feedback(sj.hard_threshold(1.0, capacity=0.25))  # 2 slots
@@ -217,6 +223,7 @@ def _assert_mean_close(samples, target, n_se=5.0):
 X = jnp.asarray(np.random.default_rng(7).standard_normal(20), jnp.float32)
 
 
+@pytest.mark.slow
 def test_scaled_random_k_unbiased():
   s = _samples(sj.random_k(k=4, scaled=True), X)
   _assert_mean_close(s, np.asarray(X, np.float64))
@@ -227,6 +234,7 @@ def test_scaled_random_k_unbiased():
                              rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_unscaled_random_k_contractive_in_expectation_and_biased():
   s = _samples(sj.random_k(k=4), X)
   x = np.asarray(X, np.float64)
@@ -241,6 +249,7 @@ def test_unscaled_random_k_contractive_in_expectation_and_biased():
   assert np.all(err <= np.sum(x**2) + 1e-5)  # never expands
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("levels", [1, 3, 200])
 def test_qsgd_unbiased_and_on_the_grid(levels):
   s = _samples(sj.qsgd(levels), X)
@@ -255,6 +264,7 @@ def test_qsgd_unbiased_and_on_the_grid(levels):
   assert np.all(np.abs(np.abs(np.round(lv)) - exact) < 1 + 1e-4)
 
 
+@pytest.mark.slow
 def test_scaled_random_k_global_unbiased():
   tree = {"a": X[:12].reshape(3, 4), "b": X[12:]}
   tx = sj.random_k(k=5, scaled=True, scope="global")
@@ -292,6 +302,7 @@ def test_random_k_message_regenerates_indices_from_key():
   assert np.count_nonzero(dense) == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(7,), (3, 5)])
 def test_scaled_sign_matches_formula(shape):
   x = jnp.asarray(np.random.default_rng(sum(shape)).standard_normal(shape),
@@ -308,6 +319,7 @@ def test_scaled_sign_matches_formula(shape):
   np.testing.assert_allclose(tx.update(z, tx.init(z))[0], [1.0, -1.0, 1.0])
 
 
+@pytest.mark.slow
 def test_scaled_sign_contractive():
   trees = _batch_trees(5)
   out = _apply(sj.scaled_sign(), trees)

@@ -109,6 +109,7 @@ def _sharded_mean(stacked, sparse_crossover):
   return fn(stacked), str(jax.make_jaxpr(fn)(stacked))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_support_and_overflow_agree_with_the_dense_form(name):
   x = _inputs(0)
@@ -131,6 +132,7 @@ def test_support_and_overflow_agree_with_the_dense_form(name):
   assert sj.exact(messages.message_overflow(message)) == want_overflow
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_mean_over_devices_agrees_with_the_dense_mean(name):
   collective = CASES[name].collective
@@ -280,6 +282,7 @@ def drop_leaves(threshold):
   return optax.GradientTransformation(init, update)
 
 
+@pytest.mark.slow
 def test_comm_stats_combines_a_user_defined_state_type():
   g = {"a": jnp.asarray([3.0, 4.0]), "b": jnp.asarray([0.1, 0.2]),
        "c": jnp.asarray([0.0, 0.3])}

@@ -72,6 +72,7 @@ def test_ag_news_tokens_in_vocab(news):
   assert len(np.unique(train.x)) > 0.95 * len(vocab)
 
 
+@pytest.mark.slow
 def test_ag_news_split_is_seeded_and_configurable(shared_data_dir):
   a = load_dataset("ag_news_subset", shared_data_dir, split="test", max_length=16)
   b = load_dataset("ag_news", shared_data_dir, split="test", max_length=16)

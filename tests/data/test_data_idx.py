@@ -48,6 +48,7 @@ def test_mnist_labels_balanced(mnist):
   assert set(np.unique(mnist[1].y)) == set(range(10))
 
 
+@pytest.mark.slow
 def test_mnist_standardised(mnist):
   x = mnist[0].x
   assert abs(float(x.mean(dtype=np.float64))) < 1e-3

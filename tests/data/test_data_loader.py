@@ -94,6 +94,7 @@ def tfds_mock():
     yield tfds
 
 
+@pytest.mark.slow
 def test_tfds_imports_when_installed():
   if not _tfds_installed():
     pytest.skip("tensorflow-datasets is not installed")

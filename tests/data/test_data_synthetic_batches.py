@@ -43,6 +43,7 @@ def test_synthetic_is_deterministic():
       a[1].x)
 
 
+@pytest.mark.slow
 def test_synthetic_is_linearly_learnable():
   train, test = load_dataset("synthetic")
   assert _ridge_accuracy(train, test) > 0.97

@@ -95,6 +95,7 @@ def test_failed_part_is_recorded_and_the_run_fails(tmp_path):
   assert "## pytest: failed" in summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("part", ["checks", "bench_select", "bench_step",
                                   "bench_federated"])
 def test_gpu_preset_flags_are_accepted(tmp_path, part):

@@ -16,6 +16,7 @@ def _write_run(path, accs, bytes_per_step):
                   "total_error": 0.0, "test_accuracy": acc})
 
 
+@pytest.mark.slow
 def test_dp_train_runs_over_three_seeds(tmp_path):
   workdirs = []
   for seed, shift in enumerate((0.0, 0.02, 0.04)):

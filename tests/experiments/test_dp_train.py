@@ -20,6 +20,7 @@ def _run(workdir, num_steps):
   return train.train_and_evaluate(config, str(workdir))
 
 
+@pytest.mark.slow
 def test_outputs_bytes_and_exact_resume(tmp_path):
   full = _run(tmp_path / "full", 8)
   _run(tmp_path / "resumed", 4)        # "interrupted" after step 4

@@ -34,6 +34,7 @@ def _per_device_updates(tx):
                                out_specs=P("data"), check_vma=False))(grads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,by_hand", [
     ({"name": "powersgd", "rank": 1, "start_iter": 0},
      lambda axis: sj.error_feedback(sj.powersgd(1, start_iter=0,

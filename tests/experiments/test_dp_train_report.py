@@ -53,6 +53,7 @@ def test_verdict_follows_the_paired_interval(tmp_path, gain, words):
   assert (tmp_path / "out" / "ratio=0.001.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_unmatched_volumes_and_few_seeds_are_said(tmp_path):
   root = _make_root(tmp_path, (0.01, 0.01, 0.01), skew=1.0)
   # Seed 2's constant threshold sent 10% more than top-k.
@@ -65,6 +66,7 @@ def test_unmatched_volumes_and_few_seeds_are_said(tmp_path):
   assert "too few seeds" in r["verdict"]
 
 
+@pytest.mark.slow
 def test_incomplete_runs_are_left_out_and_named(tmp_path):
   root = _make_root(tmp_path, (0.01, 0.01, 0.01))
   _write_run(root / "ratio=0.001" / "3" / "ef_top_k_global", [0.8], [100], 1.0,

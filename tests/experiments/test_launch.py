@@ -25,6 +25,7 @@ def _binary(*flags):
       capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_print_config_prints_the_resolved_config_and_runs_nothing(tmp_path):
   out = _binary("--print_config", "--config.num_steps=123",
                 f"--workdir={tmp_path / 'w'}")
@@ -33,6 +34,7 @@ def test_print_config_prints_the_resolved_config_and_runs_nothing(tmp_path):
   assert not os.path.exists(tmp_path / "w")
 
 
+@pytest.mark.slow
 def test_rerun_with_another_config_is_refused_with_a_diff(tmp_path):
   workdir = str(tmp_path / "w")
   with training.open_workdir(workdir, smoke.get_config()):
@@ -46,6 +48,7 @@ def test_rerun_with_another_config_is_refused_with_a_diff(tmp_path):
   assert not os.path.exists(os.path.join(workdir, "summary.json"))
 
 
+@pytest.mark.slow
 def test_second_run_on_a_locked_workdir_is_refused(tmp_path):
   workdir = str(tmp_path / "w")
   with training.open_workdir(workdir, smoke.get_config()):
@@ -153,6 +156,7 @@ def test_synthetic_source_stands_in_for_the_named_dataset():
   assert train.num_classes == 10
 
 
+@pytest.mark.slow
 def test_binary_without_the_files_exits_with_the_hint(tmp_path):
   mnist = os.path.join(ROOT, "experiments/federated/configs/mnist.py")
   out = _run_module("federated", f"--config={mnist}",

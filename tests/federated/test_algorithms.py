@@ -15,6 +15,7 @@ from tests.federated import problem
 ROUNDS = 3
 
 
+@pytest.mark.slow
 def test_ef_with_identity_equals_fedavg():
   a, b = problem.simulation("fedavg"), problem.simulation("ef_identity")
   problem.run(a, ROUNDS)
@@ -23,6 +24,7 @@ def test_ef_with_identity_equals_fedavg():
   np.testing.assert_array_equal(problem.residuals(b)["w"], 0.0)
 
 
+@pytest.mark.slow
 def test_fedprox_mu_zero_equals_fedavg():
   """The proximal term acts only in ``client_step``: compare one step."""
   avg, prox = problem.algorithm("fedavg"), problem.algorithm("fedprox", mu=0.0)
@@ -35,6 +37,7 @@ def test_fedprox_mu_zero_equals_fedavg():
   problem.assert_trees_close(a.params, b.params, 0, 0)
 
 
+@pytest.mark.slow
 def test_fedprox_keeps_local_models_closer():
   (avg, _), = problem.run(problem.simulation("fedavg"), 1)
   (prox, _), = problem.run(problem.simulation("fedprox", mu=5.0), 1)
@@ -85,6 +88,7 @@ def reference_round(before, data, ids, alpha, k=problem.TOP_K, reset_k=0):
   return w + total / weight, residuals
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,alpha", [
     ("ef_topk", 0.0),   # ef_fedavg is SA-PEF with alpha = 0
     ("sapef", 0.5),
@@ -117,6 +121,7 @@ def test_sapef_matches_per_client_reference(name, alpha):
 RESET_K = 10
 
 
+@pytest.mark.slow
 def test_periodic_reset_matches_per_client_reference():
   """Rounds 2 and 4 of ``reset_every=2`` also send top-10 of the residual."""
   sim = problem.simulation("sapef", alpha=0.5, reset_every=2,
@@ -140,6 +145,7 @@ def test_periodic_reset_matches_per_client_reference():
         per_client["uplink_bits"], plain_per_client["uplink_bits"] + extra)
 
 
+@pytest.mark.slow
 def test_reset_every_round_of_the_whole_residual_is_fedavg():
   """``u = delta + e``; sending ``C(u)`` and then ``u - C(u)`` sends ``delta``."""
   a = problem.simulation("fedavg")
@@ -212,6 +218,7 @@ def test_classifier_rejects_batch_norm():
     jax.eval_shape(model.init, jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_classifier_loss_and_evaluate():
   from sparsejax.models.mlp import MLP  # pylint: disable=g-import-not-at-top
   model = fed.classifier(MLP(features=(8,), num_classes=3), jnp.zeros((1, 4)))
@@ -224,6 +231,7 @@ def test_classifier_loss_and_evaluate():
       "loss": (5,), "accuracy": (5,)}
 
 
+@pytest.mark.slow
 def test_support_of_threshold_message_is_its_kept_entries():
   x = jnp.array([0.5, -2.0, 0.1, 3.0])
   tx = sj.hard_threshold(1.0)

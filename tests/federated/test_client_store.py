@@ -145,6 +145,7 @@ def test_exact_resume(tmp_path, store):
   problem.assert_trees_close(fresh.state, full.state, 0, 0)
 
 
+@pytest.mark.slow
 def test_corrupt_store_in_checkpoint_fails_loudly(tmp_path):
   sim = _sim(tmp_path, "ef_topk", "mmap")
   problem.run(sim, 1)

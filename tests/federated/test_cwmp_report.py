@@ -40,6 +40,7 @@ def _root(tmp_path, name, topk, p1, p2, p1_energy=1.0, level="1"):
   return root
 
 
+@pytest.mark.slow
 def test_verdicts_paired_differences_and_energy_match(tmp_path):
   # p1 beats top-k by 2, 3, 4 points; p2 loses 1, 5, 0 (mixed).
   root = _root(tmp_path, "etx0", [0.50, 0.52, 0.48], [0.52, 0.55, 0.52],
@@ -75,6 +76,7 @@ def test_verdicts_paired_differences_and_energy_match(tmp_path):
   assert os.path.isfile(os.path.join(out, "accuracy_vs_energy_etx0.png"))
 
 
+@pytest.mark.slow
 def test_worse_and_unmatched_energy_are_called_so(tmp_path):
   worse = _root(tmp_path, "etx20", [0.5, 0.52, 0.48], [0.45, 0.46, 0.44],
                 [0.5, 0.52, 0.48])

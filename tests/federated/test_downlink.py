@@ -16,6 +16,7 @@ K_DOWN = 20  # global top-k of the broadcast
 TOP_DOWN = sj.top_k(k=K_DOWN, scope="global")
 
 
+@pytest.mark.slow
 def test_top_k_downlink_matches_reference_loop():
   """``b = top_k(x - x_hat)``, ``x_hat += b``; clients train from ``x_hat``,
   ``x += sum n_i (y_H^i - x_hat) / sum n_i``; ``K_DOWN`` pairs per client."""
@@ -80,6 +81,7 @@ def test_exact_resume_includes_downlink_state(tmp_path):
   problem.assert_trees_close(fresh.state, full.state, 0, 0)
 
 
+@pytest.mark.slow
 def test_experiment_method_config_compresses_the_downlink():
   method = ml_collections.ConfigDict({
       "algorithm": "fedavg",

@@ -33,6 +33,7 @@ def _numpy(d, ids):
           "correct": ((score > 0) == (d["y"][ids] == 1)).mean()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [1, 4, 7, N, 64])
 def test_whole_dataset_any_chunk_size(chunk_size):
   d = _data()
@@ -42,6 +43,7 @@ def test_whole_dataset_any_chunk_size(chunk_size):
     np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [4, 5])
 def test_indices_and_mask_select_the_examples(chunk_size):
   d = _data(1)
@@ -64,6 +66,7 @@ def test_indices_and_mask_select_the_examples(chunk_size):
       np.testing.assert_allclose(got[k][c], want[k], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_no_valid_example_gives_nan_and_bad_chunk_raises():
   d = _data()
   out = chunked_mean(_metrics, d, 4, mask=jnp.zeros(N, bool))

@@ -1,6 +1,7 @@
 """Faults: clients that drop out mid-round and updates with NaN/Inf."""
 
 import numpy as np
+import pytest
 from jax.flatten_util import ravel_pytree
 
 import sparsejax as sj
@@ -31,6 +32,7 @@ def test_all_dropped_leaves_model_and_clients_unchanged():
   assert m["dropped_clients"] == 0 and m["round_uplink_bits"] > 0
 
 
+@pytest.mark.slow
 def test_dropped_clients_are_left_out_and_keep_their_state():
   sim = problem.simulation("sapef", dropout_rate=0.5, **SAPEF)
   again = problem.simulation("sapef", dropout_rate=0.5, **SAPEF)

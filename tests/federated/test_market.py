@@ -83,6 +83,7 @@ def _np_weights(s, acc, valid, rule, beta, gamma, top_m, include_self,
   return w
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", ["power", "softmax"])
 @pytest.mark.parametrize("kind", ["cosine", "js"])
 @pytest.mark.parametrize("top_m,include_self", [(None, False), (2, False),
@@ -106,6 +107,7 @@ def test_similarity_and_weights_match_numpy(rule, kind, top_m, include_self):
     assert np.all(np.diag(np.asarray(w)) == 0)
 
 
+@pytest.mark.slow
 def test_market_targets_defaults_and_fedmd_mean():
   rng = np.random.default_rng(1)
   z = jnp.asarray(rng.normal(size=(4, N_REF, K)), jnp.float32)
@@ -122,6 +124,7 @@ def test_market_targets_defaults_and_fedmd_mean():
     np.testing.assert_allclose(md["targets"][i], p[:3].mean(0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_softmax_rule_is_stable_and_checked():
   sim = jnp.array([[1.0, 0.9, 0.2], [0.9, 1.0, 0.3], [0.2, 0.3, 1.0]])
   acc = jnp.ones(3)
@@ -198,6 +201,7 @@ def test_discriminating_rule_targets_follow_own_cluster():
   np.testing.assert_allclose(md["weight_entropy"], np.log(c), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_non_finite_upload_is_invalid():
   z = jnp.ones((3, N_REF, K)).at[1, 5, 2].set(jnp.inf)
   out = kn.market_targets(z, jnp.ones(3, bool), jnp.asarray(REF.y),
@@ -210,6 +214,7 @@ def test_non_finite_upload_is_invalid():
 # -- the engine ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype,bits", [("float32", 32), ("bfloat16", 16)])
 def test_bytes_per_client_per_direction(dtype, bits):
   market = _market(config=fed.MarketConfig(value_dtype=dtype))
@@ -232,6 +237,7 @@ def test_bytes_per_client_per_direction(dtype, bits):
   np.testing.assert_array_equal(ledger.rounds, expected // per_client)
 
 
+@pytest.mark.slow
 def test_local_only_sends_nothing_and_trains():
   market = _market(config=fed.MarketConfig(method="local"))
   before = market.client_accuracy(TEST)
@@ -241,6 +247,7 @@ def test_local_only_sends_nothing_and_trains():
   assert market.client_accuracy(TEST).mean() > before.mean()
 
 
+@pytest.mark.slow
 def test_distillation_reduces_kl_to_target():
   market = _market()
   fns, params = market._fns[0], market.params[0]  # pylint: disable=protected-access
@@ -306,6 +313,7 @@ def test_round_metrics_report_how_personal_the_market_is():
   assert sharp["fedmd_distance"] > 0
 
 
+@pytest.mark.slow
 def test_heterogeneous_groups_share_one_market():
   groups = [fed.ArchitectureGroup(SMALL, (0, 2, 4)),
             fed.ArchitectureGroup(OTHER, (1, 3, 5))]
@@ -327,6 +335,7 @@ def test_heterogeneous_groups_share_one_market():
   assert np.all(np.isfinite(market.client_accuracy((TEST.x, TEST.y))))
 
 
+@pytest.mark.slow
 def test_faulty_clients_are_excluded_and_counted():
   wrong = models.create_model("mlp", K + 1, features=(8,))
   groups = [fed.ArchitectureGroup(SMALL, (0, 1, 2, 3)),
@@ -366,6 +375,7 @@ def test_deterministic_by_seed():
   assert runs[0][0] != runs[2][0]
 
 
+@pytest.mark.slow
 def test_holdout_split_and_client_accuracy():
   train, held = fed.holdout_split(CLIENTS, 0.25, seed=0)
   for a, b, c in zip(train.client_indices, held.client_indices,
@@ -388,6 +398,7 @@ def test_holdout_split_and_client_accuracy():
     market.client_accuracy()
 
 
+@pytest.mark.slow
 def test_exact_resume(tmp_path):
   full = _market()
   metrics = [full.step() for _ in range(3)]

@@ -38,6 +38,7 @@ def _direct_mismatch(params, residuals, ids, alpha):
   return np.mean(values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,options,alpha", [
     ("ef_topk", {}, 1.0),                # EF: 0 at its own start point
     ("sapef", {"alpha": 0.85}, 1.0),
@@ -55,6 +56,7 @@ def test_mismatch_at_w_plus_alpha_e_matches_direct(name, options, alpha):
   assert metrics["grad_mismatch"] == pytest.approx(want, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_default_is_the_start_point():
   """``None``: EF starts at ``w``, so its mismatch is 0; SAEF's is not."""
   ef, saef = _sim("ef_topk", None), _sim("sapef", None, alpha=1.0)

@@ -42,6 +42,7 @@ def _runs(tmp_path, ef_rounds, sapef_rounds):
   return root
 
 
+@pytest.mark.slow
 def test_faster_when_the_paired_interval_is_below_zero(tmp_path):
   root = _runs(tmp_path, [20, 20, 25, 25], [15, 15, 15, 15])
   out = str(tmp_path / "out")
@@ -67,6 +68,7 @@ def test_faster_when_the_paired_interval_is_below_zero(tmp_path):
   assert "**Verdict.** sapef reaches every target faster" in text
 
 
+@pytest.mark.slow
 def test_small_or_mixed_differences_are_inconclusive(tmp_path):
   # diffs -5, -10, -5: interval [-13.8, +0.5] contains 0.
   root = _runs(tmp_path, [20, 25, 20], [15, 15, 15])
@@ -76,6 +78,7 @@ def test_small_or_mixed_differences_are_inconclusive(tmp_path):
   assert "not significantly faster or slower" in result["verdict"]
 
 
+@pytest.mark.slow
 def test_not_reached_counts_as_slower_and_is_reported(tmp_path):
   root = _runs(tmp_path, [10, 10, 10], [15, None, 20])
   result = report.write_report([root], str(tmp_path / "out"))
@@ -89,6 +92,7 @@ def test_not_reached_counts_as_slower_and_is_reported(tmp_path):
   assert "(2/3 seeds)" in text
 
 
+@pytest.mark.slow
 def test_never_reaching_in_every_seed_is_slower(tmp_path):
   root = _runs(tmp_path, [10, 10, 15], [None, None, None])
   result = report.write_report([root], str(tmp_path / "out"))
@@ -114,6 +118,7 @@ def test_roots_are_merged_by_seed_and_checked(tmp_path):
     report.analyse(runs, (0.5,), "fedavg", "sapef", "cser")
 
 
+@pytest.mark.slow
 def test_incomplete_runs_are_left_out_and_named(tmp_path):
   root = _runs(tmp_path, [20, 20, 20], [15, 15, 15])
   _write(root, "sapef", 3, _records(15, rounds=12))  # still running

@@ -42,6 +42,7 @@ def reference_round(before, data, ids, k_c=None):
   return (x + SERVER_LR * sum_y / weight, c + sum_c / sizes.sum(), controls)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k_c", [None, K_C])
 def test_scaffold_matches_per_client_reference(k_c):
   options = dict(server_lr=SERVER_LR)
@@ -75,6 +76,7 @@ def test_scaffold_matches_per_client_reference(k_c):
   assert np.max(np.abs(c)) > 0
 
 
+@pytest.mark.slow
 def test_scaffold_without_correction_at_first_round_is_fedavg():
   """All control variates start at 0: round 1 is FedAvg's."""
   a = problem.simulation("scaffold")
@@ -97,6 +99,7 @@ def test_bad_scaffold_arguments_raise():
     fed.scaffold(problem.MODEL, sgd, local_lr=0.1, local_steps=0)
 
 
+@pytest.mark.slow
 def test_experiment_method_config_builds_compressed_scaffold():
   method = ml_collections.ConfigDict({
       "algorithm": "scaffold",

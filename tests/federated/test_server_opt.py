@@ -18,6 +18,7 @@ ETA, B1, B2, EPS = 0.05, 0.9, 0.99, 1e-3  # Reddi et al.'s FedAdam settings
 FEDADAM = optax.adam(ETA, b1=B1, b2=B2, eps=EPS)
 
 
+@pytest.mark.slow
 def test_fedadam_matches_numpy_reference():
   """FedAdam: ``g = -sum_i n_i (y_H^i - w) / sum_i n_i``, Adam on ``w``."""
   sim = problem.simulation("fedavg", server_opt=FEDADAM)
@@ -106,6 +107,7 @@ def test_bad_server_opt_raises():
       fed.fedavg(problem.MODEL, sgd).init({"w": np.zeros(2)}).opt_state) == []
 
 
+@pytest.mark.slow
 def test_experiment_method_config_names_a_server_optimizer():
   config = smoke.get_config()
   spec = {"name": "adam", "learning_rate": ETA, "b1": B1, "b2": B2,

@@ -27,6 +27,7 @@ def _rounds_agree(a, b, rounds=3):
   problem.assert_trees_close(a.state, b.state)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [
     dict(mesh="4 devices"),           # S = 3 padded to 4, one client per device
     dict(client_batch_size=2),        # lax.map over chunks of 2 clients
@@ -42,6 +43,7 @@ def test_backends_match_vmap(backend):
                 problem.simulation("sapef", **options, **backend))
 
 
+@pytest.mark.slow
 def test_vmap_matches_python_loop_over_clients():
   sim = problem.simulation("sapef", alpha=0.5, aggregation="support")
   before = problem.to_numpy(sim.state)
@@ -65,6 +67,7 @@ def test_sampling_distinct_deterministic_uniform():
   assert not np.array_equal(np.stack(other), np.stack(picks[:3]))
 
 
+@pytest.mark.slow
 def test_local_batches_use_valid_examples_only():
   row = jnp.array([7, 3, 9, 5, -1, -1, -1])
   ids = simulation.local_batches(jax.random.key(0), row, 4, 3, 4)
@@ -134,6 +137,7 @@ def test_uplink_counted_once_by_the_compressors():
   assert sj.exact(sim.state.ledger.uplink)[list(poisoned)].sum() == 0
 
 
+@pytest.mark.slow
 def test_exact_resume(tmp_path):
   full = problem.simulation("sapef", alpha=0.5)
   problem.run(full, 4)
@@ -150,6 +154,7 @@ def test_exact_resume(tmp_path):
   problem.assert_trees_close(fresh.state, full.state, 0, 0)
 
 
+@pytest.mark.slow
 def test_support_aggregation_by_hand():
   tx = sj.top_k(k=2)
   state = tx.init(jnp.zeros(4))
@@ -181,6 +186,7 @@ def test_bad_simulation_arguments_raise():
     fed.Simulation(algo, problem.clients(), 2, unroll=0)
 
 
+@pytest.mark.slow
 def test_test_metrics_and_grad_mismatch():
   x, y = problem.data(seed=5)
   sim = problem.simulation("sapef", alpha=1.0, test_data=(x[1:], y[1:]),

@@ -32,6 +32,7 @@ def _check(n, block, kbs, kinds=KINDS):
                   f"{kind} n={n} B={block} kb={kb}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,block", [(7 * 16, 16), (7 * 16 - 5, 16),
                                      (50, 7)])
 def test_every_per_block_k(n, block):
@@ -39,6 +40,7 @@ def test_every_per_block_k(n, block):
   _check(n, block, range(1, block + 1), ("normal", "ties", "special"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,block,kbs", [
     (20 * 1024 + 77, 1024, (1, 2, 9, 11, 64, 100, 513, 1024)),
     (30 * 100 + 1, 100, (1, 9, 10, 99, 100)),
@@ -55,6 +57,7 @@ def test_no_lax_top_k_for_any_per_block_k():
     assert "top_k[" not in jaxpr, kb
 
 
+@pytest.mark.slow
 def test_tail_block_shorter_than_k_gets_sentinels():
   n, block = 1030, 512           # tail block: 6 real entries
   x = make_input("normal", n, jnp.float32)

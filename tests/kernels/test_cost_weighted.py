@@ -26,6 +26,7 @@ def _costs(n, seed=0):
   return jnp.asarray(rng.integers(1, 5, n).astype(np.float32))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,max_count", [
     (1, None), (97, None), (97, 10), (4099, 300), (20011, 1500)])
 def test_cost_weighted_matches_reference(n, max_count):
@@ -40,6 +41,7 @@ def test_cost_weighted_matches_reference(n, max_count):
       assert float(got[3]) <= float(budget)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("power,dtype", [(0.5, jnp.bfloat16),
                                          (2.0, jnp.float16)])
 def test_cost_weighted_power_and_half(power, dtype):
@@ -52,6 +54,7 @@ def test_cost_weighted_power_and_half(power, dtype):
                 ref(x, cost, b, power=power, max_count=900), f"{kind}")
 
 
+@pytest.mark.slow
 def test_equal_costs_give_the_top_k_set():
   n, k = 5003, 200
   for kind in ("ties", "special"):
@@ -70,6 +73,7 @@ def test_equal_costs_give_the_top_k_set():
     np.testing.assert_array_equal(np.asarray(idx), np.asarray(top))
 
 
+@pytest.mark.slow
 def test_overflow_reports_true_count():
   n = 9001
   x = make_input("normal", n, jnp.float32)
@@ -80,6 +84,7 @@ def test_overflow_reports_true_count():
   assert int(got[2]) > 50
 
 
+@pytest.mark.slow
 def test_public_and_vmap():
   n = 2000
   x = jnp.stack([make_input(kind, n, jnp.float32) for kind in KINDS[:3]])

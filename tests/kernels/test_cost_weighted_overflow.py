@@ -22,6 +22,7 @@ ref = jax.jit(reference.cost_weighted_select_reference,
               static_argnames=("power", "max_count"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [4096, 4099])
 def test_vector_costs_ties_at_the_budget_boundary(n):
   rng = np.random.default_rng(n)
@@ -38,6 +39,7 @@ def test_vector_costs_ties_at_the_budget_boundary(n):
                     f"{kind} n={n} budget={budget}")
 
 
+@pytest.mark.slow
 def test_vector_costs_digits_of_every_size():
   # Scores spread over many binades, so that every radix digit matters.
   n = 20011

@@ -34,6 +34,7 @@ def test_cost_weighted_within_twice_the_input(n, ratio):
     assert used <= 2.0, (n, ratio, cost.shape, used)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [N, N + 5])
 def test_top_k_and_blockwise_within_twice_the_input(n):
   x = jnp.zeros((n,), jnp.float32)

@@ -22,6 +22,7 @@ from tests.kernels.conftest import assert_same, make_input
 CFG = {"block": 256, "interpret": jax.default_backend() != "gpu"}
 
 
+@pytest.mark.slow
 def test_block_counts_and_kth_largest():
   u = jax.random.bits(jax.random.key(0), (2048,), jnp.uint32) % 97
   thr = jnp.arange(16, dtype=jnp.uint32) * 7
@@ -35,6 +36,7 @@ def test_block_counts_and_kth_largest():
         c.kth_largest(u.reshape(-1, 32), k))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,k", [(300, 7), (2000, 500)])
 def test_pallas_top_k(n, k):
   fast = jax.jit(functools.partial(topk.top_k_select_impl, small_n=0,
@@ -44,6 +46,7 @@ def test_pallas_top_k(n, k):
     assert_same(fast(x, k), reference.top_k_select_reference(x, k), kind)
 
 
+@pytest.mark.slow
 def test_pallas_threshold():
   fast = jax.jit(functools.partial(threshold.threshold_select_impl,
                                    pallas=CFG), static_argnames="max_count")
@@ -56,6 +59,7 @@ def test_pallas_threshold():
                     f"{kind} t={t} mc={mc}")
 
 
+@pytest.mark.slow
 def test_pallas_cost_weighted():
   fast = jax.jit(functools.partial(cost_weighted.cost_weighted_select_impl,
                                    small_n=0, pallas=CFG),

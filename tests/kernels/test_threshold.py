@@ -20,6 +20,7 @@ def _thresholds(dtype):
   return [1.0, 0.0, -0.0, -1.0, tiny, 2 * tiny, 2.0, np.inf, np.nan, 0.37]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,max_count", [
     (1, 0), (1, 1), (1, 3), (33, 5), (97, 97), (1000, 10), (1000, 1005),
     (100003, 100), (100003, 60000)])
@@ -32,6 +33,7 @@ def test_threshold_matches_reference(n, max_count):
                   f"{kind} t={t} n={n} mc={max_count}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_threshold_half(dtype):
   for kind in KINDS:
@@ -41,6 +43,7 @@ def test_threshold_half(dtype):
       assert_same(fast(x, t, 500), ref(x, t, 500), f"{kind} {dtype} t={t}")
 
 
+@pytest.mark.slow
 def test_threshold_overflow_count_and_python_threshold():
   x = make_input("normal", 5000, jnp.float32)
   _, idx, count = kernels.threshold_select(x, 0.5, 100)
@@ -48,6 +51,7 @@ def test_threshold_overflow_count_and_python_threshold():
   assert np.all(np.diff(np.asarray(idx)) > 0)
 
 
+@pytest.mark.slow
 def test_threshold_vmap_over_thresholds():
   x = jnp.stack([make_input(kind, 777, jnp.float32) for kind in KINDS[:3]])
   t = jnp.array([0.5, 1.0, 0.0], jnp.float32)

@@ -20,6 +20,7 @@ fast_top_k = jax.jit(functools.partial(topk.top_k_select_impl, small_n=0),
 ref_top_k = jax.jit(reference.top_k_select_reference, static_argnames="k")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,k", [
     (1, 1), (7, 3), (97, 10), (1000, 1), (1000, 999), (4099, 40),
     (40009, 40), (100003, 1000), (100003, 12345)])
@@ -29,6 +30,7 @@ def test_top_k_matches_reference_f32(n, k):
     assert_same(fast_top_k(x, k), ref_top_k(x, k), f"{kind} n={n} k={k}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype,n,k", [(jnp.bfloat16, 65537, 655),
                                        (jnp.float16, 997, 30),
                                        (jnp.float16, 30011, 3001)])
@@ -38,6 +40,7 @@ def test_top_k_matches_reference_half(dtype, n, k):
     assert_same(fast_top_k(x, k), ref_top_k(x, k), f"{kind} {dtype}")
 
 
+@pytest.mark.slow
 def test_top_k_many_ties_across_rows():
   # Row maxima all equal; the k-th value is shared by far more than k entries.
   n, k = 50000, 700
@@ -47,12 +50,14 @@ def test_top_k_many_ties_across_rows():
   assert_same(fast_top_k(x, k), ref_top_k(x, k))
 
 
+@pytest.mark.slow
 def test_public_top_k_small_and_large():
   for n, k in [(5, 2), (20000, 20), (100003, 50000)]:
     x = make_input("ties", n, jnp.float32)
     assert_same(kernels.top_k_select(x, k), ref_top_k(x, k))
 
 
+@pytest.mark.slow
 def test_top_k_vmap_and_jit():
   x = jnp.stack([make_input(kind, 3000, jnp.float32) for kind in KINDS[:4]])
   got = jax.jit(jax.vmap(lambda v: fast_top_k(v, 50)))(x)
@@ -74,6 +79,7 @@ ref_blockwise = jax.jit(reference.blockwise_top_k_select_reference,
                         static_argnames=("k", "block_size"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,k,block", [
     (1, 1, 1), (10, 3, 4), (10, 10, 3), (1000, 10, 64), (1001, 300, 7),
     (1001, 40, 31), (5003, 5, 1024), (100003, 100, 1000), (100003, 400, 512)])
@@ -84,6 +90,7 @@ def test_blockwise_matches_reference(n, k, block):
                 f"{kind} n={n} k={k} B={block}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_blockwise_half(dtype):
   for kind in KINDS:
@@ -91,6 +98,7 @@ def test_blockwise_half(dtype):
     assert_same(fast_blockwise(x, 20, 256), ref_blockwise(x, 20, 256))
 
 
+@pytest.mark.slow
 def test_blockwise_vmap():
   x = jnp.stack([make_input(kind, 999, jnp.float32) for kind in KINDS[:3]])
   got = jax.vmap(lambda v: fast_blockwise(v, 9, 100))(x)

@@ -51,6 +51,7 @@ def test_leaf_cnn_matches_leaf_layer_by_layer():
   assert sum(counts.values()) == 6_603_710
 
 
+@pytest.mark.slow
 def test_batch_stats_only_with_batch_norm():
   for norm, has_stats in (("batch", True), ("group", False), ("none", False)):
     for cls in (models.ResNet9, models.ResNet18):
@@ -60,6 +61,7 @@ def test_batch_stats_only_with_batch_norm():
     _abstract(models.ResNet9(norm="layer"), X32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,x", [
     (models.MLP(dtype=jnp.bfloat16), X28),
     (models.LeafCNN(dtype=jnp.bfloat16), X28),
@@ -77,6 +79,7 @@ def test_bf16_compute_keeps_fp32_params(model, x):
   assert "bf16" in jaxpr
 
 
+@pytest.mark.slow
 def test_bf16_output_close_to_fp32():
   x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
   f32 = models.MLP(features=(64,))
@@ -88,6 +91,7 @@ def test_bf16_output_close_to_fp32():
   np.testing.assert_allclose(a, b, atol=0.05 * float(jnp.abs(a).max()) + 1e-3)
 
 
+@pytest.mark.slow
 def test_create_model_and_init_variables():
   model = models.create_model("CNN", 62)
   assert isinstance(model, models.LeafCNN) and model.num_classes == 62

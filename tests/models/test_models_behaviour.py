@@ -40,6 +40,7 @@ def bn():
   return _BN()
 
 
+@pytest.mark.slow
 def test_batchnorm_train_updates_stats_eval_does_not(bn):
   stats0 = bn.variables["batch_stats"]
   assert float(jnp.abs(stats0["prep"]["norm"]["mean"]).max()) == 0.0
@@ -68,6 +69,7 @@ def test_batchnorm_eval_is_per_example_train_is_per_batch(bn):
   assert not np.allclose(tr(X)[:2], tr(other)[:2], rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bn_axis_name_averages_moments_across_devices(bn):
   """vmap as 2 'devices' with bn_axis_name == one device holding the full batch."""
   sharded_model = models.ResNet9(num_classes=3, width=4, bn_axis_name="data")
@@ -83,6 +85,7 @@ def test_bn_axis_name_averages_moments_across_devices(bn):
   jax.tree.map(lambda s: np.testing.assert_array_equal(s[0], s[1]), stats_s)
 
 
+@pytest.mark.slow
 def test_group_norm_stateless_and_per_example():
   model = models.ResNet18(num_classes=3, width=4, norm="group")
   variables = models.init_variables(model, KEY, X[:1])
@@ -95,6 +98,7 @@ def test_group_norm_stateless_and_per_example():
   np.testing.assert_allclose(a[:2], both(variables, other)[0][:2], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bag", "transformer"])
 def test_text_model_ignores_padding(kind):
   model = models.TextClassifier(vocab_size=50, num_classes=4, embed_dim=16,
@@ -149,6 +153,7 @@ def _train(model, x, y, steps, lr, variables=None):
   return losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,shape,lr", [
     (models.MLP(features=(32,), num_classes=4), (16, 28, 28, 1), 0.05),
     (models.MLP(features=(32,), num_classes=4, dtype=jnp.bfloat16), (16, 28, 28, 1), 0.05),
@@ -162,6 +167,7 @@ def test_sgd_reduces_loss_images(model, shape, lr):
   assert losses[-1] < 0.5 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_sgd_reduces_loss_resnet9_batchnorm(bn):
   """Training mode with BatchNorm state threaded through the steps."""
   x = jax.random.normal(jax.random.key(1), (8, 16, 16, 3))
@@ -170,6 +176,7 @@ def test_sgd_reduces_loss_resnet9_batchnorm(bn):
   assert losses[-1] < 0.5 * losses[0], losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,lr", [("bag", 1.0), ("transformer", 0.05)])
 def test_sgd_reduces_loss_text(kind, lr):
   rng = np.random.default_rng(0)

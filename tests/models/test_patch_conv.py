@@ -18,6 +18,7 @@ CASES = [  # (input shape, features, kernel, strides, padding)
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape,features,kernel,strides,padding", CASES)
 def test_patch_conv_equals_flax_conv(shape, features, kernel, strides,
                                      padding):
@@ -41,6 +42,7 @@ def test_patch_conv_equals_flax_conv(shape, features, kernel, strides,
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_vmap_over_per_model_kernels_equals_each_model():
   conv = models.PatchConv(4, (3, 3), strides=2)
   x = jax.random.normal(jax.random.key(1), (5, 2, 10, 10, 3))  # 5 models
@@ -54,6 +56,7 @@ def test_vmap_over_per_model_kernels_equals_each_model():
         rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_patch_conv_dtype_and_no_bias():
   x = jnp.ones((1, 6, 6, 2), jnp.bfloat16)
   conv = models.PatchConv(3, use_bias=False, dtype=jnp.bfloat16)
@@ -71,6 +74,7 @@ def test_patch_conv_bad_input_raises():
                                                   jnp.ones((1, 6, 6, 2)))
 
 
+@pytest.mark.slow
 def test_leaf_cnn_with_patch_conv_is_the_same_function():
   x = jax.random.normal(jax.random.key(1), (2, 28, 28, 1))
   ref = models.LeafCNN(num_classes=5, hidden=8)

@@ -46,6 +46,7 @@ def sequential_reference(compressor, num_devices):
   return params, ef_states
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(COMPRESSORS))
 def test_matches_per_worker_reference(name):
   params, bits = dp_problem.train(8, compressor=COMPRESSORS[name]())
@@ -56,6 +57,7 @@ def test_matches_per_worker_reference(name):
   assert float(bits) == ref_bits
 
 
+@pytest.mark.slow
 def test_residuals_stay_per_device():
   mesh = parallel.data_mesh(4)
   tx = dp_problem.make_tx(sj.top_k(0.1))
@@ -92,6 +94,7 @@ def test_sparse_gather_equals_dense_psum():
   np.testing.assert_allclose(run(False), expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_two_processes_match_single_process(tmp_path):
   outs = multihost.run_workers("tests.parallel.multihost_worker", tmp_path,
                                timeout=240)

@@ -176,6 +176,7 @@ def test_majority_vote_matches_per_worker_reference(beta):
   np.testing.assert_array_equal(bits, [STEPS * (DIM + 1) * CLASSES] * DEVICES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compressor", [
     lambda: sj.powersgd(RANK, start_iter=0, axis_name="data"),
     lambda: sj.sign_majority_vote(axis_name="data")],

@@ -58,6 +58,7 @@ def test_per_device_state_feeding_the_updates_is_refused():
     step(params, {}, opt_state, dp_problem.data(0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tx", [
     optax.chain(sj.error_feedback(sj.top_k(0.1), axis_name="data"),
                 optax.sgd(0.5, momentum=0.9)),  # sparse all-gather

@@ -130,6 +130,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_moved_bytes_are_the_counted_bits(name):
   factory, make_input, padding = CASES[name]
@@ -141,6 +142,7 @@ def test_moved_bytes_are_the_counted_bits(name):
   assert padding < 32 + 8
 
 
+@pytest.mark.slow
 def test_threshold_buffer_pads_its_unused_slots():
   """A threshold's buffer moves at its capacity: ``capacity - count`` unused
   (value, index) slots of 64 bits each beyond the counted bits."""
@@ -156,6 +158,7 @@ QUANTIZERS = ["scaled_sign", "qsgd_1", "qsgd_4", "qsgd_127", "qsgd_256",
               "cast_bf16", "random_k"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", QUANTIZERS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_packed_mean_is_bit_identical_to_the_unpacked_one(name, seed):
@@ -166,6 +169,7 @@ def test_packed_mean_is_bit_identical_to_the_unpacked_one(name, seed):
   assert np.any(np.asarray(mean) != 0)
 
 
+@pytest.mark.slow
 def test_majority_vote_equals_an_int8_all_reduce():
   x = _gradients(3)
   x = x.at[:4, 11].set(-1.0).at[4:, 11].set(1.0)  # a tie: vote 0
@@ -181,6 +185,7 @@ def test_majority_vote_equals_an_int8_all_reduce():
   assert mean[11] == 0
 
 
+@pytest.mark.slow
 def test_sparse_bitmap_mean_matches_the_index_gather():
   x = _gradients(4)
   _, (bitmap, *_) = _run(sj.top_k(k=100, index_encoding="bitmap"), x)
@@ -209,6 +214,7 @@ def test_wire_capacities_halve_from_below_the_crossover():
   assert wire_capacities(5, P) == ()
 
 
+@pytest.mark.slow
 def test_threshold_mean_moves_every_branch_at_its_capacity():
   """A threshold without capacity: the counts (32 bits each), then one of
   the branches: a dense all-reduce or a gather of 64-bit slots at one

@@ -63,6 +63,7 @@ def _assert_equal(got, want):
     np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
 
 
+@pytest.mark.slow
 def test_flipped_array_bytes_name_entry_path_and_good_step(tmp_path):
   ckpt = _saved(tmp_path)
   step_dir = ckpt.step_directory(2)
@@ -157,6 +158,7 @@ def test_checkpoint_without_checksums_restores_with_warning(tmp_path, caplog):
   assert "has no checksums" in caplog.text
 
 
+@pytest.mark.slow
 def test_lossless_dtype_change_verifies_lossy_one_warns(tmp_path, caplog):
   ckpt = _saved(tmp_path, steps=(1,))
   with caplog.at_level(logging.WARNING):
@@ -168,6 +170,7 @@ def test_lossless_dtype_change_verifies_lossy_one_warns(tmp_path, caplog):
   ckpt.close()
 
 
+@pytest.mark.slow
 def test_sharded_checkpoint_restores_into_other_sharding(tmp_path):
   mesh = jax.make_mesh((8,), ("d",))
   spec = jax.sharding.PartitionSpec
@@ -183,6 +186,7 @@ def test_sharded_checkpoint_restores_into_other_sharding(tmp_path):
   np.testing.assert_array_equal(got["x"], x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8", "uint32",
                                    "bool", "complex64", "float16"])
 def test_device_and_host_checksums_agree(dtype):
@@ -220,6 +224,7 @@ def test_check_replicas_equal():
     checkpoint.check_replicas_equal({"params": {"w": bad}}, "restored state")
 
 
+@pytest.mark.slow
 def test_two_processes(tmp_path):
   from tests import multihost  # pylint: disable=g-import-not-at-top
   outs = multihost.run_workers("tests.training.multihost_worker", tmp_path)

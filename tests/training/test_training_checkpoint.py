@@ -72,6 +72,7 @@ def assert_identical(got, want):
     assert _bits(g) == _bits(w)
 
 
+@pytest.mark.slow
 def test_exact_round_trip(tmp_path):
   state = _make_state()
   with Checkpointer(str(tmp_path / "ckpt")) as ckpt:

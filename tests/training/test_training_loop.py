@@ -46,6 +46,7 @@ def _run(workdir, num_steps, crash_at=None):
     ckpt.close()
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_exactly(tmp_path):
   ref = _run(str(tmp_path / "ref"), 10)
   d = str(tmp_path / "run")

@@ -180,6 +180,7 @@ with workdir.open_workdir(sys.argv[1], {"num_steps": 200}, primary=True):
 """
 
 
+@pytest.mark.slow
 def test_other_process_holds_then_dies(tmp_path, caplog):
   wd = str(tmp_path / "run")
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
