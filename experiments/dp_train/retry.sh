@@ -3,7 +3,7 @@
 #
 # XLA:CPU's all-reduce over 8 forced host devices can deadlock on a loaded
 # 2-core machine: a device never joins the rendezvous (seen at varying steps
-# of the budgeted threshold's runs). The collective timeout is cut to 1 minute
+# of several compressors' runs). The collective timeout is cut to 1 minute
 # (a step takes ~50 ms) so such a run aborts early; it is then retried,
 # resuming from its last checkpoint and caches, so nothing finished is redone
 # and the results are the same.
