@@ -14,6 +14,8 @@ import pytest
 
 import sparsejax as sj
 from sparsejax import parallel
+from tests.parallel import softmax_problem
+from tests.parallel.softmax_problem import BATCH, CLASSES, DEVICES, DIM
 from sparsejax.compress.dgc import warmup_ratios
 
 LR, MOMENTUM = 0.1, 0.9
@@ -232,23 +234,6 @@ def test_created_by_name():
 # ------------------------------------------------------- 8 devices
 
 
-DEVICES, BATCH, DIM, CLASSES = 8, 64, 16, 6
-
-
-def _data(step):
-  rng = np.random.default_rng(step)
-  x = rng.normal(size=(BATCH, DIM)).astype(np.float32)
-  y = np.argmax(x @ rng.normal(size=(DIM, CLASSES)), axis=1)
-  return x, y.astype(np.int32)
-
-
-def _loss(params, model_state, batch):
-  x, y = batch
-  logits = x @ params["w"] + params["b"]
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-  return loss, (model_state, {})
-
-
 @pytest.mark.slow
 def test_data_parallel_step_equals_per_worker_reference():
   ratio, warmup, clip_norm, steps = 0.05, 2, 0.3, 5
@@ -258,17 +243,17 @@ def test_data_parallel_step_equals_per_worker_reference():
   mesh = parallel.data_mesh(DEVICES)
   params = {"w": jnp.zeros((DIM, CLASSES)), "b": jnp.zeros(CLASSES)}
   opt_state = parallel.init_opt_state(tx, params, mesh)
-  step = parallel.make_train_step(_loss, tx, mesh, donate=False)
+  step = parallel.make_train_step(softmax_problem.loss, tx, mesh, donate=False)
 
   ref = jax.tree.map(np.float64, params)
   workers = [_Worker({n: x.shape for n, x in params.items()})
              for _ in range(DEVICES)]
-  grad = jax.jit(jax.grad(lambda p, b: _loss(p, {}, b)[0]))
+  grad = jax.jit(jax.grad(lambda p, b: softmax_problem.loss(p, {}, b)[0]))
   rows, clipped = BATCH // DEVICES, 0
   for t in range(steps):
-    params, _, opt_state, _ = step(params, {}, opt_state,
-                                   parallel.global_batch(_data(t), mesh))
-    x, y = _data(t)
+    batch = parallel.global_batch(softmax_problem.data(t), mesh)
+    params, _, opt_state, _ = step(params, {}, opt_state, batch)
+    x, y = softmax_problem.data(t)
     total = jax.tree.map(np.zeros_like, ref)
     for i, worker in enumerate(workers):
       g = jax.tree.map(np.float64, grad(

@@ -15,23 +15,11 @@ import pytest
 
 import sparsejax as sj
 from sparsejax import parallel
+from tests.parallel import softmax_problem
+from tests.parallel.softmax_problem import BATCH, CLASSES, DEVICES, DIM
 
-DEVICES, BATCH, DIM, CLASSES, STEPS = 8, 64, 16, 6, 4
+STEPS = 4
 RANK, START = 2, 1  # (16 + 6) * 2 * 2 < 16 * 6: the kernel is compressed
-
-
-def _data(step):
-  rng = np.random.default_rng(step)
-  x = rng.normal(size=(BATCH, DIM)).astype(np.float32)
-  y = np.argmax(x @ rng.normal(size=(DIM, CLASSES)), axis=1)
-  return x, y.astype(np.int32)
-
-
-def _loss(params, model_state, batch):
-  x, y = batch
-  logits = x @ params["w"] + params["b"]
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-  return loss, (model_state, {})
 
 
 def _params():
@@ -40,9 +28,9 @@ def _params():
 
 def _worker_grads(params, step):
   """Each worker's gradient on its rows of the global batch (float64)."""
-  x, y = _data(step)
+  x, y = softmax_problem.data(step)
   rows = BATCH // DEVICES
-  grad = jax.jit(jax.grad(lambda p, b: _loss(p, {}, b)[0]))
+  grad = jax.jit(jax.grad(lambda p, b: softmax_problem.loss(p, {}, b)[0]))
   return [jax.tree.map(np.float64, grad(
       params, (x[i * rows:(i + 1) * rows], y[i * rows:(i + 1) * rows])))
           for i in range(DEVICES)]
@@ -52,10 +40,10 @@ def _train(tx, steps=STEPS):
   mesh = parallel.data_mesh(DEVICES)
   params = _params()
   opt_state = parallel.init_opt_state(tx, params, mesh)
-  step = parallel.make_train_step(_loss, tx, mesh, donate=False)
+  step = parallel.make_train_step(softmax_problem.loss, tx, mesh, donate=False)
   for t in range(steps):
-    params, _, opt_state, _ = step(params, {}, opt_state,
-                                   parallel.global_batch(_data(t), mesh))
+    batch = parallel.global_batch(softmax_problem.data(t), mesh)
+    params, _, opt_state, _ = step(params, {}, opt_state, batch)
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
                       params), opt_state
 
