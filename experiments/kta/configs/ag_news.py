@@ -11,7 +11,7 @@ from experiments.kta.configs import default
 
 def get_config():
   config = default.base_config()
-  config.seeds = (0, 1)
+  config.seeds = (0, 1, 2)
   config.dataset.name = "ag_news"
   config.dataset.kwargs = {"max_length": 64, "vocab_size": 20000}
   config.reference_size = 500
@@ -21,6 +21,5 @@ def get_config():
                     "kwargs": {"vocab_size": 20000, "embed_dim": 64,
                                "hidden": (64,)}}]
   config.optimizer = {"name": "adam", "learning_rate": 3e-3}
-  config.methods["kta_sharp"] = {"kind": "kta", "beta": 5.0, "top_m": 3}
-  config.num_rounds = 20
+  config.num_rounds = 50
   return config

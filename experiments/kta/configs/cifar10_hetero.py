@@ -8,7 +8,6 @@ from experiments.kta.configs import cifar10
 
 def get_config():
   config = cifar10.get_config()
-  config.seeds = (0,)
   config.models = [{"name": "mlp", "kwargs": {"features": (128,)}},
                    {"name": "mlp", "kwargs": {"features": (256, 64)}}]
   config.methods = {k: v for k, v in config.methods.items()

@@ -14,12 +14,11 @@ def get_config():
   config.dataset.name = "femnist"
   config.dataset.test_size = 2000
   config.reference_size = 1000
-  config.seeds = (0, 1)
+  config.seeds = (0, 1, 2)
   config.partition.scheme = "groups"
   config.partition.num_clients = 100
   config.models = [{"name": "mlp", "kwargs": {"features": (200,)}}]
   config.optimizer.learning_rate = 0.01
-  config.methods["kta_sharp"] = {"kind": "kta", "beta": 5.0, "top_m": 5}
   config.clients_per_round = 20
-  config.num_rounds = 20
+  config.num_rounds = 50
   return config
