@@ -210,6 +210,23 @@ def _check_server_opt(server_opt, server_lr: float) -> None:
                      "in server_opt")
 
 
+def _server_step(server, update, server_opt, server_lr: float):
+  """``(params, opt_state)`` after applying the aggregate ``update``.
+
+  ``w + server_lr * update`` without a server optimizer, else
+  ``w + server_opt.update(-update)`` (FedOpt: the negated aggregate is the
+  pseudo-gradient), its state ``server.opt_state``.
+  """
+  if server_opt is None:
+    return (jax.tree.map(lambda w, u: w + server_lr * u.astype(w.dtype),
+                         server.params, update), server.opt_state)
+  pseudo_grad = jax.tree.map(lambda w, u: -u.astype(w.dtype), server.params,
+                             update)
+  updates, opt_state = server_opt.update(pseudo_grad, server.opt_state,
+                                         server.params)
+  return optax.apply_updates(server.params, updates), opt_state
+
+
 def compressed_downlink(downlink: Compressor | None):
   """``(broadcast, client_model, init)`` of a downlink compressor.
 
@@ -376,16 +393,7 @@ def local_update_algorithm(
     del participation  # the aggregate is already weighted by n_i
     if reset_every:  # the aggregated (updates, residual resets)
       update = jax.tree.map(jnp.add, *update)
-    if server_opt is None:
-      params = jax.tree.map(lambda w, u: w + server_lr * u.astype(w.dtype),
-                            server.params, update)
-      opt_state = server.opt_state
-    else:
-      pseudo_grad = jax.tree.map(lambda w, u: -u.astype(w.dtype),
-                                 server.params, update)
-      updates, opt_state = server_opt.update(pseudo_grad, server.opt_state,
-                                             server.params)
-      params = optax.apply_updates(server.params, updates)
+    params, opt_state = _server_step(server, update, server_opt, server_lr)
     return server._replace(params=params, round=server.round + 1,
                            opt_state=opt_state)
 
@@ -511,10 +519,13 @@ def ef_fedavg(model: FederatedModel, local_opt: LocalOpt,
 
 
 class ScaffoldServerState(NamedTuple):
-  """SCAFFOLD's server: global model, rounds completed, control ``c``."""
+  """SCAFFOLD's server: global model, rounds completed, control ``c``, and
+  the server optimizer's and downlink's states (as :class:`ServerState`)."""
   params: Any
   round: jax.Array  # int32
   control: Any      # c, like params
+  opt_state: Any = ()  # server_opt's state; () without one
+  downlink: Any = ()   # DownlinkState of a compressed downlink; () without
 
 
 class ScaffoldClientState(NamedTuple):
@@ -537,7 +548,9 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
              control_compressor: Compressor | None = None,
              local_steps: int = DEFAULT_LOCAL_STEPS, batch_size: int = 32,
              aggregation: str = "mean",
-             server_lr: float = 1.0) -> FederatedAlgorithm:
+             server_lr: float = 1.0,
+             server_opt: optax.GradientTransformation | None = None,
+             downlink: Compressor | None = None) -> FederatedAlgorithm:
   r"""SCAFFOLD with option II control variates.
 
   Client ``i`` with control variate ``c_i``, server model ``x`` and control
@@ -562,7 +575,11 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
   which keeps ``c = sum_j n_j c_j / sum_j n_j`` (all clients start at
   ``c_j = c = 0``); with equal ``n_i`` it is the paper's ``x += eta_g
   mean(Delta y)``, ``c += (|S|/N) mean(Delta c)``. The uplink carries two
-  messages, both counted; the downlink is ``x`` and ``c``, dense.
+  messages, both counted; the downlink is ``x`` (dense, or compressed with
+  server-side error feedback: then clients start from and measure
+  ``Delta y_i`` from the replica ``x_hat``, :func:`compressed_downlink`) and
+  ``c``, dense. With a ``server_opt``, ``x`` moves by
+  ``server_opt.update(-sum_S n_i m_i / sum_S n_i)`` instead (FedOpt).
 
   Args:
     model: the model.
@@ -579,10 +596,15 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
     batch_size: local minibatch size.
     aggregation: ``"mean"`` only (the update of ``c`` above needs it).
     server_lr: ``eta_g``.
+    server_opt: a server optimizer used instead of ``server_lr``, as in
+      :func:`local_update_algorithm`.
+    downlink: compressor of the model broadcast (:func:`compressed_downlink`);
+      ``None``: the dense model.
 
   Raises:
     ValueError: ``local_lr`` not > 0, ``local_steps``/``batch_size`` < 1,
-      or ``aggregation`` other than ``"mean"``.
+      ``aggregation`` other than ``"mean"``, or ``server_lr`` != 1 with a
+      ``server_opt``.
 
   References:
     Karimireddy, Kale, Mohri, Reddi, Stich, Suresh, "SCAFFOLD: Stochastic
@@ -590,7 +612,8 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
     https://arxiv.org/abs/1910.06378
   """
   _check_arguments(model, local_opt, compressor=compressor,
-                   control_compressor=control_compressor)
+                   control_compressor=control_compressor, downlink=downlink)
+  _check_server_opt(server_opt, server_lr)
   if not callable(local_lr) and not (isinstance(local_lr, (int, float))
                                      and local_lr > 0):
     raise ValueError("local_lr must be a number > 0 or a round -> lr "
@@ -606,10 +629,13 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
   control_compressor = control_compressor or no_compression()
   opt_at = _round_optimizer(local_opt)
   lr_at = local_lr if callable(local_lr) else lambda _: local_lr
+  broadcast_model, client_model, downlink_init = compressed_downlink(downlink)
 
   def init(params):
-    return ScaffoldServerState(params, jnp.zeros((), jnp.int32),
-                               jax.tree.map(jnp.zeros_like, params))
+    return ScaffoldServerState(
+        params, jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params),
+        () if server_opt is None else server_opt.init(params),
+        downlink_init(params))
 
   def client_state_init(params):
     return ScaffoldClientState(
@@ -618,9 +644,9 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
 
   def client_init(server, client):
     correction = jax.tree.map(jnp.subtract, server.control, client.control)
-    return ScaffoldLocalState(server.params,
-                              opt_at(server.round).init(server.params),
-                              correction, server.round)
+    x = client_model(server)
+    return ScaffoldLocalState(x, opt_at(server.round).init(x), correction,
+                              server.round)
 
   def corrected(grads, local):
     return jax.tree.map(jnp.add, grads, local.correction)
@@ -629,7 +655,7 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
     return _local_step(model, opt_at, local, batch, corrected)
 
   def client_final(server, client, local):
-    delta = jax.tree.map(jnp.subtract, local.params, server.params)
+    delta = jax.tree.map(jnp.subtract, local.params, client_model(server))
     scale = 1.0 / (local_steps * lr_at(local.round))
     delta_c = jax.tree.map(lambda d, c: (-c - scale * d).astype(c.dtype),
                            delta, server.control)
@@ -645,14 +671,15 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
 
   def server_update(server, update, participation):
     delta_y, delta_c = update
-    params = jax.tree.map(lambda x, u: x + server_lr * u.astype(x.dtype),
-                          server.params, delta_y)
+    params, opt_state = _server_step(server, delta_y, server_opt, server_lr)
     control = jax.tree.map(lambda c, q: (c + participation * q).astype(c.dtype),
                            server.control, delta_c)
-    return ScaffoldServerState(params, server.round + 1, control)
+    return server._replace(params=params, round=server.round + 1,
+                           control=control, opt_state=opt_state)
 
   def broadcast(server):
-    return server, dense_bits((server.params, server.control))
+    server, model_bits = broadcast_model(server)
+    return server, model_bits + dense_bits(server.control)
 
   return FederatedAlgorithm(model, local_steps, batch_size, "mean", init,
                             client_state_init, client_init, client_step,
