@@ -158,7 +158,10 @@ def run_method(name, algo, config, workdir, clients, test_ds):
       probe_size=config.probe_size, mesh=mesh,
       client_batch_size=config.client_batch_size,
       dropout_rate=config.dropout_rate,
-      mismatch_alpha=config.get("mismatch_alpha"))
+      mismatch_alpha=config.get("mismatch_alpha"),
+      client_store=config.get("client_store", "device"),
+      store_dir=(None if config.get("store_dir") is None
+                 else os.path.join(config.store_dir, name)))
   rounds = sim.run(config.num_rounds)  # continues from a restored round
 
   def step(state, i):
@@ -167,6 +170,9 @@ def run_method(name, algo, config, workdir, clients, test_ds):
     return sim.state, metrics
 
   with training.Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+    if sim.client_store is not None and sim.client_store.files():
+      # mmap store: the clients go to streamed file snapshots, not into RAM.
+      ckpt = training.ClientStoreCheckpointer(ckpt, sim.client_store)
     return training.run_logged(
         workdir, ckpt, sim.state, step, config.num_rounds,
         checkpoint_every=config.checkpoint_every, log_every=config.log_every,

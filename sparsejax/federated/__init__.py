@@ -33,6 +33,7 @@ from sparsejax.federated.algorithms import local_update_algorithm
 from sparsejax.federated.algorithms import sapef
 from sparsejax.federated.algorithms import scaffold
 from sparsejax.federated.algorithms import theory_alpha
+from sparsejax.federated.client_store import CorruptStoreError
 from sparsejax.federated.knowledge import MarketConfig
 from sparsejax.federated.ledger import CommLedger
 from sparsejax.federated.market import ArchitectureGroup
@@ -53,6 +54,7 @@ __all__ = [
     "ClientData",
     "ClientState",
     "CommLedger",
+    "CorruptStoreError",
     "DownlinkState",
     "FederatedAlgorithm",
     "FederatedModel",

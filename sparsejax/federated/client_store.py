@@ -14,19 +14,38 @@ accepted clients' new rows back (:meth:`scatter`).
 PRNG-key leaves are held as their key data (``uint32``) and wrapped again on
 the way to the device, so the rows a round sees are exactly those of the
 device store.
+
+Checkpoints of a store larger than RAM: :meth:`HostClientStore.save_files`
+streams every leaf, a block of rows at a time, into a snapshot directory with
+a manifest of dtypes, shapes and CRC-32 checksums (written under a temporary
+name and renamed, so a crash leaves no half snapshot);
+:meth:`HostClientStore.load_files` checks the manifest against the store and
+every checksum while it copies back, and raises :class:`CorruptStoreError`
+on any damage. :class:`sparsejax.training.ClientStoreCheckpointer` pairs
+these snapshots with the rest of a simulation's state.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 from typing import Any
+import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 STORES = ("device", "host", "mmap")
+MANIFEST = "manifest.json"  # of a snapshot directory (save_files)
+_SNAPSHOT_FORMAT = 1
+_BLOCK_BYTES = 64 << 20  # rows streamed at a time by save_files/load_files
+
+
+class CorruptStoreError(ValueError):
+  """A store snapshot is missing, damaged or does not fit the store."""
 
 
 def _is_key(x) -> bool:
@@ -121,6 +140,93 @@ class HostClientStore:
       if isinstance(a, np.memmap):
         a.flush()
 
+  def _names(self) -> list[str]:
+    return [f"{i:03d}" for i in range(len(self._leaves))]
+
+  def _blocks(self, a: np.ndarray):
+    """Row ranges of ``a`` of about ``_BLOCK_BYTES`` each."""
+    rows = max(1, _BLOCK_BYTES // max(1, a[:1].nbytes))
+    return [slice(i, i + rows) for i in range(0, a.shape[0], rows)]
+
+  def save_files(self, directory: str) -> None:
+    """Writes a snapshot of every leaf to ``directory`` (replaced if there).
+
+    Each leaf becomes ``<index>.bin`` (its raw bytes, C order) and
+    ``manifest.json`` records its dtype, shape and CRC-32. Rows are streamed
+    in blocks of about 64 MiB, so a store larger than RAM can be saved. The
+    snapshot is written to ``<directory>.partial`` and renamed when complete.
+    """
+    partial = directory.rstrip(os.sep) + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    entries = []
+    for name, a in zip(self._names(), self._leaves):
+      crc = 0
+      with open(os.path.join(partial, name + ".bin"), "wb") as f:
+        for rows in self._blocks(a):
+          block = _bytes_of(np.ascontiguousarray(a[rows]))
+          f.write(block)
+          crc = zlib.crc32(block, crc)
+      entries.append({"file": name + ".bin", "dtype": a.dtype.str,
+                      "shape": list(a.shape), "crc32": crc})
+    with open(os.path.join(partial, MANIFEST), "w") as f:
+      json.dump({"format": _SNAPSHOT_FORMAT, "entries": entries}, f)
+    if os.path.exists(directory):
+      shutil.rmtree(directory)
+    os.replace(partial, directory)
+
+  def load_files(self, directory: str) -> None:
+    """Overwrites the store with the snapshot in ``directory`` (save_files).
+
+    Raises:
+      CorruptStoreError: the snapshot or its manifest is missing or
+        unreadable, its leaves do not match the store's (number, dtype or
+        shape: the leaf is named), a file has the wrong size, or a checksum
+        fails (the store then holds damaged rows: restore another snapshot
+        before running on).
+    """
+    path = os.path.join(directory, MANIFEST)
+    try:
+      with open(path) as f:
+        manifest = json.load(f)
+      entries = manifest["entries"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise CorruptStoreError(
+          f"client-store snapshot {directory}: cannot read {MANIFEST} "
+          f"({e}); restore an earlier checkpoint or start afresh") from e
+    if len(entries) != len(self._leaves):
+      raise CorruptStoreError(
+          f"client-store snapshot {directory} has {len(entries)} leaves, the "
+          f"store {len(self._leaves)}: it was saved by another algorithm")
+    for entry, a in zip(entries, self._leaves):
+      if (entry.get("dtype") != a.dtype.str
+          or entry.get("shape") != list(a.shape)):
+        raise CorruptStoreError(
+            f"client-store snapshot {directory}: {entry.get('file')} is "
+            f"{entry.get('dtype')}{entry.get('shape')}, the store's leaf "
+            f"{a.dtype.str}{list(a.shape)} (another N or model?)")
+      file = os.path.join(directory, entry["file"])
+      if not os.path.isfile(file) or os.path.getsize(file) != a.nbytes:
+        raise CorruptStoreError(
+            f"client-store snapshot {file} is missing or has "
+            f"{os.path.getsize(file) if os.path.isfile(file) else 0} bytes, "
+            f"expected {a.nbytes}")
+    for entry, a in zip(entries, self._leaves):
+      file = os.path.join(directory, entry["file"])
+      crc = 0
+      with open(file, "rb") as f:
+        for rows in self._blocks(a):
+          block = np.empty_like(a[rows])
+          f.readinto(_bytes_of(block))
+          crc = zlib.crc32(_bytes_of(block), crc)
+          a[rows] = block
+      if crc != entry["crc32"]:
+        raise CorruptStoreError(
+            f"client-store snapshot {file} fails its CRC-32 check (damaged "
+            f"on disk); the store now holds damaged rows: restore an earlier "
+            f"checkpoint")
+    self.flush()
+
   def tree(self) -> Any:
     """All clients' states: the live arrays (keys wrapped, on the device).
 
@@ -146,6 +252,8 @@ class HostClientStore:
                        f"{self._treedef}")
     for (path, x), a in zip(named, self._leaves):
       x = np.asarray(jax.random.key_data(x) if _is_key(x) else x)
+      if _same_buffer(x, a):  # the store's own array (from tree())
+        continue
       if x.shape != a.shape or x.dtype != a.dtype:
         raise ValueError(
             f"clients{jax.tree_util.keystr(path)} is {x.dtype}{list(x.shape)},"
@@ -153,3 +261,14 @@ class HostClientStore:
       a[...] = x
     self.flush()
 
+
+def _bytes_of(x: np.ndarray) -> memoryview:
+  """The bytes of a C-contiguous array, as a flat (writable) view."""
+  return memoryview(x).cast("B")
+
+
+def _same_buffer(x: np.ndarray, a: np.ndarray) -> bool:
+  """Whether ``x`` views exactly the memory of ``a``."""
+  return (x.shape == a.shape and x.dtype == a.dtype and x.strides == a.strides
+          and x.__array_interface__["data"][0]
+          == a.__array_interface__["data"][0])

@@ -32,6 +32,7 @@ from sparsejax.training.progress import format_duration
 from sparsejax.training.progress import format_metrics
 from sparsejax.training.progress import Progress
 from sparsejax.training.progress import quiet_checkpoint_logs
+from sparsejax.training.store_checkpoint import ClientStoreCheckpointer
 from sparsejax.training.workdir import config_diff
 from sparsejax.training.workdir import ConfigMismatchError
 from sparsejax.training.workdir import open_workdir
@@ -40,6 +41,7 @@ from sparsejax.training.workdir import WorkdirLockedError
 
 __all__ = [
     "Checkpointer",
+    "ClientStoreCheckpointer",
     "ConfigMismatchError",
     "CorruptCheckpointError",
     "Column",

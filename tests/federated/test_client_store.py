@@ -10,7 +10,9 @@ import pytest
 
 import sparsejax as sj
 from sparsejax import federated as fed
+from sparsejax.federated import client_store as client_store_lib
 from sparsejax.training import Checkpointer
+from sparsejax.training import ClientStoreCheckpointer
 from sparsejax.training import CorruptCheckpointError
 from tests.federated import problem
 
@@ -161,6 +163,83 @@ def test_corrupt_store_in_checkpoint_fails_loudly(tmp_path):
       f.write(b"\xff" * 8)
     with pytest.raises(CorruptCheckpointError, match="checksum|cannot be read"):
       ckpt.restore(1, target=sim.state)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["host", "mmap"])
+def test_store_checkpointer_resumes_exactly_from_snapshots(
+    tmp_path, store, monkeypatch):
+  """The clients go to streamed file snapshots (blocks of 2 rows here), the
+  rest of the state through orbax; snapshots follow the kept steps."""
+  monkeypatch.setattr(client_store_lib, "_BLOCK_BYTES", 1)
+  full = _sim(tmp_path, "ef_random_k", store, name="full", **FAULTS)
+  problem.run(full, 4)
+  first = _sim(tmp_path, "ef_random_k", store, name="first", **FAULTS)
+  with ClientStoreCheckpointer(Checkpointer(tmp_path / "ckpt", max_to_keep=2),
+                               first.client_store) as ckpt:
+    for step in (1, 2):
+      problem.run(first, 1)
+      ckpt.save(step, first.state)
+    ckpt.wait()
+    problem.run(first, 1)  # the store changes after the save
+    ckpt.save(3, first.state)
+    ckpt.wait()
+    assert sorted(os.listdir(ckpt.directory)) == ["2", "3"]
+    # orbax holds no client arrays: the snapshot is the only copy.
+    assert ckpt.checkpointer.restore(2).get("clients") in ((), [], None, {})
+    fresh = _sim(tmp_path, "ef_random_k", store, seed=123, name="fresh",
+                 **FAULTS)
+    fresh_ckpt = ClientStoreCheckpointer(ckpt.checkpointer, fresh.client_store)
+    fresh.restore(fresh_ckpt.restore(2, target=fresh.state))
+  assert fresh.round == 2
+  list(fresh.run(4))
+  problem.assert_trees_close(fresh.state, full.state, 0, 0)
+
+
+def _snapshot(tmp_path):
+  sim = _sim(tmp_path, "ef_random_k", "mmap")
+  problem.run(sim, 1)
+  sim.client_store.save_files(str(tmp_path / "snap"))
+  return sim, tmp_path / "snap"
+
+
+def test_store_snapshot_damage_fails_loudly(tmp_path):
+  sim, snap = _snapshot(tmp_path)
+  store = sim.client_store
+  biggest = max(os.listdir(snap), key=lambda f: os.path.getsize(snap / f))
+  with open(snap / biggest, "r+b") as f:
+    f.seek(os.path.getsize(snap / biggest) // 2)
+    byte = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  with pytest.raises(fed.CorruptStoreError, match=rf"{biggest} fails its CRC"):
+    store.load_files(str(snap))
+  with open(snap / biggest, "r+b") as f:
+    f.truncate(8)
+  with pytest.raises(fed.CorruptStoreError, match=r"has 8 bytes, expected"):
+    store.load_files(str(snap))
+  os.remove(snap / client_store_lib.MANIFEST)
+  with pytest.raises(fed.CorruptStoreError, match=r"cannot read manifest"):
+    store.load_files(str(snap))
+
+
+def test_store_snapshot_of_another_population_is_refused(tmp_path):
+  _, snap = _snapshot(tmp_path)
+  other = fed.Simulation(ALGORITHMS["ef_random_k"](), problem.clients(
+      num_clients=problem.NUM_CLIENTS + 1), problem.PER_ROUND, probe_size=0,
+      client_store="host")
+  with pytest.raises(fed.CorruptStoreError, match=r"another N or model"):
+    other.client_store.load_files(str(snap))
+  with pytest.raises(fed.CorruptStoreError, match=r"no client-store snapshot"):
+    with Checkpointer(tmp_path / "ckpt") as inner:
+      inner.save(1, other.state._replace(clients=()))
+      ClientStoreCheckpointer(inner, other.client_store).restore(
+          target=other.state)
+
+
+def test_store_checkpointer_needs_a_host_store(tmp_path):
+  with pytest.raises(TypeError, match=r"store must be a HostClientStore"):
+    ClientStoreCheckpointer(Checkpointer(tmp_path), None)
 
 
 def test_store_load_rejects_other_shapes(tmp_path):

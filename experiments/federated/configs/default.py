@@ -34,6 +34,9 @@ FIELD_HELP = {
     "clients_per_round": "Clients sampled each round.",
     "num_devices": "Devices the clients are split over (> 1: shard_map).",
     "client_batch_size": "Clients vectorised together (None: all).",
+    "client_store": "Where the clients' states live: device | host (numpy "
+                    "in RAM) | mmap (files under store_dir/<method>).",
+    "store_dir": "Directory of the mmap store's files (client_store=mmap).",
     "dropout_rate": "Probability that a sampled client drops out.",
     "eval_every": "Rounds between test-set evaluations.",
     "probe_size": "Held-out examples of the gradient-mismatch metric.",
@@ -80,6 +83,10 @@ def base_config():
   config.clients_per_round = 10
   config.num_devices = 1       # > 1: clients split over devices (shard_map)
   config.client_batch_size = None  # vectorise clients in chunks of this many
+  # device | host | mmap: per-client states on the device, in host RAM or in
+  # memory-mapped files (sparsejax.federated.client_store) for large N.
+  config.client_store = "device"
+  config.store_dir = config_dict.placeholder(str)  # for client_store="mmap"
   config.dropout_rate = 0.0    # a sampled client drops out mid-round
   config.eval_every = 5
   config.probe_size = 64       # held-out batch of the gradient mismatch
