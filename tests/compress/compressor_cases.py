@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import sparsejax as sj
 from sparsejax import feedback
 from sparsejax.compress.accounting import find_nodes
+from sparsejax.compress.dgc import DGCState
 
 # name -> (factory, kwargs). Kwargs are chosen so that every compressor
 # actually drops or rounds something on the small test trees.
@@ -48,12 +49,32 @@ COMPRESSORS = {
     "powersgd_rank2": (sj.powersgd, dict(rank=2, start_iter=0,
                                          min_compression_rate=1.0, seed=5)),
     "sign_majority_vote": (sj.sign_majority_vote, {}),
+    # Issue #18: DGC (its own momentum and residual: never under EF/EF21).
+    "dgc": (sj.dgc, dict(ratio=0.25, momentum=0.5, clip_norm=4.0)),
+    "dgc_warmup_leaf": (sj.dgc, dict(ratio=0.1, momentum=0.9,
+                                     warmup_steps=2, scope="leaf")),
 }
 
 NAMES = sorted(COMPRESSORS)
 
 #: How a compressor is wrapped: bare, error feedback, EF21.
 FEEDBACKS = (False, True, "ef21")
+
+#: Compressors that keep their own residual: only run bare (error feedback
+#: around them is refused, tested in test_dgc.py).
+OWN_RESIDUAL = ("dgc", "dgc_warmup_leaf")
+
+
+def feedbacks(name):
+  """The wrappings :data:`FEEDBACKS` that ``name`` runs under."""
+  return (False,) if name in OWN_RESIDUAL else FEEDBACKS
+
+
+def params(extra=()):
+  """``pytest.param(name, ef, *extra)`` for every compressor and wrapping."""
+  import pytest  # pylint: disable=g-import-not-at-top
+  return [pytest.param(name, ef, *extra, id=case_id(name, ef))
+          for name in NAMES for ef in feedbacks(name)]
 
 
 _PREFIXES = {False: "", True: "ef-", "ef21": "ef21-"}
@@ -81,10 +102,13 @@ def make(name, ef=False, **ef_kwargs):
 
 
 def memory(state):
-  """The params-shaped memory of the feedback: EF's residual or EF21's
-  estimate."""
+  """The params-shaped memory of the feedback: EF's residual, EF21's
+  estimate or DGC's accumulation ``v``."""
   if find_nodes(state, feedback.EF21State):
     return feedback.estimate(state)
+  dgc_states = find_nodes(state, DGCState)
+  if dgc_states:
+    return dgc_states[0].accumulation
   return sj.residual(state)
 
 

@@ -15,8 +15,7 @@ import pytest
 import sparsejax as sj
 import compressor_cases as cases
 
-CASES = [pytest.param(name, ef, id=cases.case_id(name, ef))
-         for name in cases.NAMES for ef in cases.FEEDBACKS]
+CASES = cases.params()
 
 
 def _tree(dtype=jnp.float32, seed=0):
@@ -110,7 +109,8 @@ DTYPE_CASES = [
                               (True, jnp.bfloat16, jnp.bfloat16),
                               ("ef21", jnp.float32, None),
                               ("ef21", jnp.bfloat16, None),
-                              ("ef21", jnp.bfloat16, jnp.bfloat16)]]
+                              ("ef21", jnp.bfloat16, jnp.bfloat16)]
+    if ef in cases.feedbacks(name)]
 
 
 @pytest.mark.slow
@@ -246,24 +246,23 @@ def test_map_params_reaches_exactly_the_params_shaped_state(name, ef):
   _assert_trees_equal(optax.tree.map_params(tx, lambda p: p, state), state)
   mapped = optax.tree.map_params(tx, lambda p: p + 1, state)
   # The momentum trace of sgd moves, and the residual (estimate) under EF
-  # (EF21) ...
+  # (EF21), or DGC's momentum u and accumulation v ...
+  own = {"dgc": ("momentum", "accumulation")}.get(name.split("_")[0], ())
+  fields = own or (("estimate" if ef == "ef21" else "residual",) if ef else ())
   moved = [(state[1][0].trace, mapped[1][0].trace)]
-  if ef:
-    moved.append((cases.memory(state), cases.memory(mapped)))
+  moved += [(getattr(state[0], f), getattr(mapped[0], f)) for f in fields]
   for before, after in moved:
     for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
       np.testing.assert_array_equal(a, b + 1)
   # ... everything else (counters, keys, ledgers) does not.
   def rest(s):
-    if not ef:
-      return s[0]
-    return s[0]._replace(**{"estimate" if ef == "ef21" else "residual": None})
+    return s[0]._replace(**dict.fromkeys(fields)) if fields else s[0]
   _assert_trees_equal(rest(mapped), rest(state))
   # and the non-params part can be replaced, e.g. by sharding specs.
   specs = optax.tree.map_params(tx, lambda p: "param", state,
                                 transform_non_params=lambda _: "other")
   n_params = len(jax.tree.leaves(params))
-  assert jax.tree.leaves(specs).count("param") == n_params * (2 if ef else 1)
+  assert jax.tree.leaves(specs).count("param") == n_params * (1 + len(fields))
 
 
 # ---------------------------------------------------------------- bad input

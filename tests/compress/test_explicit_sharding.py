@@ -18,8 +18,7 @@ from jax.sharding import PartitionSpec as P
 import sparsejax as sj
 import compressor_cases as cases
 
-CASES = [pytest.param(name, ef, id=cases.case_id(name, ef))
-         for name in cases.NAMES for ef in cases.FEEDBACKS]
+CASES = cases.params()
 
 # Leaf -> (shape, spec): rows sharded, columns sharded, a replicated vector.
 LAYOUT = {"b": ((5,), P()), "v": ((4, 8), P(None, "x")),

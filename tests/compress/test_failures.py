@@ -314,8 +314,7 @@ def test_cwmp_charges_only_what_fits_in_its_buffer():
 
 # ------------------------------- zero-size leaves, empty trees, non-floats
 
-EMPTY_CASES = [pytest.param(name, ef, id=cases.case_id(name, ef))
-               for name in cases.NAMES for ef in cases.FEEDBACKS]
+EMPTY_CASES = cases.params()
 
 
 def _base_tree():
