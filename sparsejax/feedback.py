@@ -55,6 +55,7 @@ from sparsejax.compress.base import check_number
 from sparsejax.compress.base import decoding_update
 from sparsejax.compress.base import is_float
 from sparsejax.compress.base import sharded_like
+from sparsejax.compress.dgc import DGCState
 from sparsejax.compress.messages import decode
 from sparsejax.compress.messages import exchanged_axes
 from sparsejax.compress.messages import mean_over_axis
@@ -153,8 +154,9 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
     f32 = jnp.zeros((), jnp.float32)
     i32 = jnp.zeros((), jnp.int32)
     return ErrorFeedbackState(_memory_like(params, residual_dtype),
-                              compressor.init(params), f32, f32, i32, i32,
-                              i32)
+                              _inner_init(compressor, params,
+                                          "error_feedback"),
+                              f32, f32, i32, i32, i32)
 
   def encode(updates, state):
     _check_like_params(updates, state.residual, "error_feedback")
@@ -192,6 +194,28 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
     return Compressor(init, encode)
   mean = functools.partial(mean_over_axis, axis_name=axis_name)
   return Compressor(init, encode, decoding_update(encode, mean))
+
+
+def _inner_init(compressor: Compressor, params, wrapper: str):
+  """``compressor.init(params)``, refusing a compressor with its own memory.
+
+  Error feedback around error feedback, EF21 or DGC (each keeps a residual
+  or estimate of what it did not send) would feed the unsent part back
+  twice: a silent mistake, refused here at ``init``.
+
+  Raises:
+    TypeError: the compressor's state holds an error-feedback, EF21 or DGC
+      state.
+  """
+  state = compressor.init(params)
+  for cls, name in ((ErrorFeedbackState, "error_feedback"),
+                    (EF21State, "ef21"), (DGCState, "dgc")):
+    if find_nodes(state, cls):
+      raise TypeError(
+          f"{wrapper}'s compressor already keeps its own memory ({name} "
+          f"inside): wrap the bare compressor, e.g. {wrapper}(sj.top_k(...))"
+          f"{'; dgc has its own residual and goes alone' if name == 'dgc' else ''}")
+  return state
 
 
 def _memory_like(params, dtype):
@@ -369,7 +393,8 @@ def ef21(compressor: Compressor, *, estimate_dtype=None,
     f32 = jnp.zeros((), jnp.float32)
     i32 = jnp.zeros((), jnp.int32)
     return EF21State(estimate, None if axis_name is None else estimate,
-                     compressor.init(params), f32, f32, i32, i32)
+                     _inner_init(compressor, params, "ef21"), f32, f32, i32,
+                     i32)
 
   def encode(updates, state):
     _check_like_params(updates, state.estimate, "ef21")

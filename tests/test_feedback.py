@@ -369,3 +369,17 @@ def test_ef21_top_k_converges_on_logistic_regression(seed):
   """As EF above. Measured gaps (seeds 0-2): ~1.1e-4 (EF: ~1e-4; top-k
   without feedback: ~2.5e-2); asserted below 1e-3."""
   assert float(_ef21_gap(*_problem(seed))) < 1e-3
+
+
+@pytest.mark.parametrize("inner", ["error_feedback", "ef21", "dgc"])
+@pytest.mark.parametrize("wrapper", [sj.error_feedback, sj.ef21],
+                         ids=["error_feedback", "ef21"])
+def test_feedback_around_a_compressor_with_memory_is_refused(wrapper, inner):
+  """EF around EF, EF21 or DGC would feed the unsent part back twice."""
+  compressor = {"error_feedback": sj.error_feedback(sj.top_k(k=1)),
+                "ef21": sj.ef21(sj.top_k(k=1)),
+                "dgc": sj.dgc(0.5)}[inner]
+  tx = wrapper(compressor)
+  with pytest.raises(TypeError, match=rf"already keeps its own memory "
+                                      rf"\({inner} inside\)"):
+    tx.init(jnp.zeros(3))

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sparsejax.compress.accounting import find_nodes
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.messages import GatedMessage
 from sparsejax.compress.messages import decode
@@ -51,6 +52,7 @@ from sparsejax.compress.sparsifiers import top_k
 from sparsejax.federated.aggregation import check_aggregation
 from sparsejax.federated.ledger import dense_bits
 from sparsejax.federated.model import FederatedModel
+from sparsejax.feedback import EF21State
 from sparsejax.feedback import error_feedback
 from sparsejax.feedback import error_feedback_state
 from sparsejax.feedback import residual
@@ -165,6 +167,22 @@ def _check_arguments(model, local_opt, **compressors) -> None:
           f"{name} must be a sparsejax Compressor (e.g. sj.top_k(0.01, "
           f"scope='global')), got {kind}; the client optimizer goes in "
           "local_opt")
+
+
+def _refuse_ef21(uplink_state):
+  """``uplink_state``, unless its compressor is EF21 (raises TypeError).
+
+  An EF21 uplink sends ``c_i = C(delta_i - g_i)``, a difference to the
+  client's estimate ``g_i``; the engine applies the aggregated messages as
+  the model update, which would silently be wrong.
+  """
+  if find_nodes(uplink_state, EF21State):
+    raise TypeError(
+        "an EF21 uplink sends c_i = C(delta_i - g_i), a difference to the "
+        "client's estimate, but the federated engine applies the aggregated "
+        "messages as the model update: use ef_fedavg(model, opt, compressor) "
+        "(classic error feedback) or a bare compressor")
+  return uplink_state
 
 
 def _round_optimizer(local_opt: LocalOpt):
@@ -343,7 +361,7 @@ def local_update_algorithm(
   def client_state_init(params):
     opt_state = (opt_at(jnp.zeros((), jnp.int32)).init(params)
                  if persistent_opt else ())
-    uplink_state = uplink.init(params)
+    uplink_state = _refuse_ef21(uplink.init(params))
     if reset_every:
       uplink_state = (uplink_state, reset.init(params))
     return ClientState(uplink_state, opt_state)
@@ -639,7 +657,7 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
 
   def client_state_init(params):
     return ScaffoldClientState(
-        (compressor.init(params), control_compressor.init(params)),
+        _refuse_ef21((compressor.init(params), control_compressor.init(params))),
         jax.tree.map(jnp.zeros_like, params))
 
   def client_init(server, client):

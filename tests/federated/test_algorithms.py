@@ -238,3 +238,11 @@ def test_support_of_threshold_message_is_its_kept_entries():
   message, _ = tx.encode(x, tx.init(x))
   np.testing.assert_array_equal(sj.compress.message_support(message),
                                 [0.0, 1.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("name", ["fedavg", "scaffold"])
+def test_ef21_uplink_is_refused(name):
+  """Its messages are differences to the client's estimate, not updates."""
+  algo = problem.algorithm(name, compressor=sj.ef21(sj.top_k(k=problem.TOP_K)))
+  with pytest.raises(TypeError, match=r"EF21 uplink sends c_i"):
+    algo.client_state_init(problem.MODEL.init(jax.random.key(0)))
