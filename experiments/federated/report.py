@@ -15,8 +15,12 @@ mean, std, sign count and a 95% t-interval (``n >= 3`` pairs; a run that
 never reaches counts at its last round, a bound). Runs with fewer rounds
 than the longest (in progress) are left out and named in the report. The
 verdict is produced by a rule (:func:`verdict`), never typed.
+``--sweep=ef:0,sapef_a025:0.25,...`` names the methods of an alpha sweep
+(method:alpha): a table and a plot of final accuracy and rounds to each
+target against alpha (mean ± std over seeds).
 Writes ``report.md``, ``report.json`` and PNG plots (accuracy vs rounds and
-vs uplink bytes with seed bands, mechanism metrics vs rounds) into ``--out``.
+vs uplink bytes with seed bands, mechanism metrics vs rounds, the sweep)
+into ``--out``.
 """
 
 from __future__ import annotations
@@ -153,10 +157,31 @@ def mechanism_curves(runs: Runs, key: str) -> dict[str, dict[str, list]]:
   return out
 
 
+def sweep_table(runs: Runs, targets: Sequence[Mapping[str, Any]],
+                sweep: Mapping[str, float]) -> list[dict[str, Any]]:
+  """Per swept method (ascending alpha): final accuracy and rounds to each
+  target (mean ± std over the seeds that reach it, and how many do)."""
+  rows = []
+  for method, alpha in sorted(sweep.items(), key=lambda kv: kv[1]):
+    seeds = runs[method]
+    row = {"method": method, "alpha": alpha, "seeds": len(seeds),
+           "final_accuracy": mean_std([final_accuracy(r)
+                                       for r in seeds.values()]),
+           "rounds": {}}
+    for t in targets:
+      hit = [first_reach(r, t["accuracy"]) for r in seeds.values()]
+      hit = [h["round"] for h in hit if h is not None]
+      row["rounds"][f"{t['fraction']:g}"] = dict(mean_std(hit),
+                                                 reached=len(hit))
+    rows.append(row)
+  return rows
+
+
 def analyse(runs: Runs, fractions: Sequence[float], baseline: str,
-            treatment: str, control: str) -> dict[str, Any]:
+            treatment: str, control: str,
+            sweep: Mapping[str, float] | None = None) -> dict[str, Any]:
   """Every number of the report (see the module docstring)."""
-  for m in (baseline, treatment, control):
+  for m in (baseline, treatment, control, *(sweep or ())):
     if m not in runs:
       raise ValueError(f"method {m!r} not found; have {sorted(runs)}")
   base_final = mean_std([final_accuracy(r) for r in runs[baseline].values()])
@@ -189,7 +214,8 @@ def analyse(runs: Runs, fractions: Sequence[float], baseline: str,
           "baseline_final_accuracy": base_final, "methods": methods,
           "targets": targets,
           "verdict": verdict(targets, treatment, control),
-          "mechanism": {k: mechanism_curves(runs, k) for k in MECHANISM}}
+          "mechanism": {k: mechanism_curves(runs, k) for k in MECHANISM},
+          "sweep": sweep_table(runs, targets, sweep) if sweep else []}
 
 
 def _fmt(s: Mapping[str, Any], scale: float = 1.0, digits: int = 3) -> str:
@@ -256,6 +282,19 @@ def markdown(result: Mapping[str, Any], seeds_total: Mapping[str, int]) -> str:
       mean = np.asarray(c["mean"])
       row += f" {np.nanmean(mean[:10]):.3g} | {np.nanmean(mean[-10:]):.3g} |"
     lines.append(row)
+  if result["sweep"]:
+    fracs = list(result["sweep"][0]["rounds"])
+    lines += ["", "Alpha sweep: final accuracy and rounds to target "
+              "(mean ± std over the seeds that reach it; reached/seeds).", "",
+              "| alpha | method | final acc | "
+              + " | ".join(f"rounds to {float(f):.0%}" for f in fracs) + " |",
+              "| --- " * (3 + len(fracs)) + "|"]
+    for row in result["sweep"]:
+      cells = [f"{_fmt(row['rounds'][f])} ({row['rounds'][f]['reached']}/"
+               f"{row['seeds']})" for f in fracs]
+      lines.append(f"| {row['alpha']:g} | {row['method']} | "
+                   f"{_fmt(row['final_accuracy'])} | " + " | ".join(cells)
+                   + " |")
   lines += ["", "**Verdict.** " + result["verdict"]]
   return "\n".join(lines) + "\n"
 
@@ -311,16 +350,46 @@ def plot(runs: Runs, result: Mapping[str, Any], out: str) -> list[str]:
   fig.tight_layout()
   fig.savefig(os.path.join(out, "mechanism_vs_round.png"), dpi=110)
   plt.close(fig)
-  return files + ["mechanism_vs_round.png"]
+  files.append("mechanism_vs_round.png")
+  if result["sweep"]:
+    files.append(_plot_sweep(plt, result["sweep"], out))
+  return files
+
+
+def _plot_sweep(plt, rows: Sequence[Mapping[str, Any]], out: str) -> str:
+  """Final accuracy and rounds to each target against alpha."""
+  alphas = [r["alpha"] for r in rows]
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+  acc = [r["final_accuracy"] for r in rows]
+  left.errorbar(alphas, [a["mean"] for a in acc], [a["std"] for a in acc],
+                marker="o", capsize=3)
+  left.set_xlabel("alpha")
+  left.set_ylabel("final " + ACC)
+  left.set_title("final accuracy (mean ± std over seeds)")
+  for frac in rows[0]["rounds"]:
+    pts = [(a, r["rounds"][frac]) for a, r in zip(alphas, rows)
+           if r["rounds"][frac]["mean"] is not None]
+    right.errorbar([a for a, _ in pts], [p["mean"] for _, p in pts],
+                   [p["std"] for _, p in pts], marker="o", capsize=3,
+                   label=f"{float(frac):.0%} of FedAvg")
+  right.set_xlabel("alpha")
+  right.set_ylabel("rounds to target")
+  right.set_title("rounds to target (seeds that reach it)")
+  right.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, "alpha_sweep.png"), dpi=110)
+  plt.close(fig)
+  return "alpha_sweep.png"
 
 
 def write_report(roots: Sequence[str], out: str,
                  fractions: Sequence[float] = (0.5, 0.6, 0.7),
                  baseline: str = "fedavg", treatment: str = "sapef",
-                 control: str = "ef") -> dict[str, Any]:
+                 control: str = "ef",
+                 sweep: Mapping[str, float] | None = None) -> dict[str, Any]:
   """Reads the runs, writes ``report.md``/``report.json``/plots to ``out``."""
   runs, left_out = split_incomplete(load_runs(roots))
-  result = analyse(runs, fractions, baseline, treatment, control)
+  result = analyse(runs, fractions, baseline, treatment, control, sweep)
   result["incomplete_runs_left_out"] = left_out
   os.makedirs(out, exist_ok=True)
   text = markdown(result, {m: len(s) for m, s in runs.items()})
@@ -347,6 +416,22 @@ def define_flags():
   flags.DEFINE_string("baseline", "fedavg", "Method defining the targets.")
   flags.DEFINE_string("treatment", "sapef", "Paired difference: this ...")
   flags.DEFINE_string("control", "ef", "... minus this.")
+  flags.DEFINE_list("sweep", [], "Alpha sweep: method:alpha pairs, e.g. "
+                    "ef:0,sapef_a025:0.25,sapef:0.85,saef:1.")
+
+
+def parse_sweep(items: Sequence[str]) -> dict[str, float]:
+  """``["ef:0", "saef:1"]`` -> ``{"ef": 0.0, "saef": 1.0}``."""
+  sweep = {}
+  for item in items:
+    method, sep, alpha = item.rpartition(":")
+    try:
+      sweep[method] = float(alpha)
+    except ValueError:
+      sep = ""
+    if not sep or not method:
+      raise app.UsageError(f"--sweep entries are method:alpha, got {item!r}")
+  return sweep
 
 
 def main(argv):
@@ -357,7 +442,7 @@ def main(argv):
   if not all(0 < f <= 1 for f in fractions):
     raise app.UsageError(f"--fractions must be in (0, 1], got {fractions}")
   write_report(FLAGS.roots, FLAGS.out, fractions, FLAGS.baseline,
-               FLAGS.treatment, FLAGS.control)
+               FLAGS.treatment, FLAGS.control, parse_sweep(FLAGS.sweep))
   with open(os.path.join(FLAGS.out, "report.md")) as f:
     print(f.read())
 

@@ -130,3 +130,33 @@ def test_incomplete_runs_are_left_out_and_named(tmp_path):
   assert result["targets"][0]["paired"]["seeds"] == 3
   assert "Incomplete runs left out: sapef/seed3" in open(
       out / "report.md").read()
+
+
+def test_alpha_sweep_table_and_plot(tmp_path):
+  """Rows by ascending alpha; rounds over the seeds that reach a target."""
+  root = _runs(tmp_path, [20, 30, 25], [15, 15, 20])
+  for s, r in enumerate([10, None, 10]):  # alpha 0.5 misses on seed 1
+    _write(root, "sapef_a050", s, _records(r))
+  out = str(tmp_path / "out")
+  result = report.write_report([root], out, fractions=(0.5,),
+                               sweep={"sapef": 0.85, "ef": 0.0,
+                                      "sapef_a050": 0.5})
+  rows = result["sweep"]
+  assert [r["alpha"] for r in rows] == [0.0, 0.5, 0.85]
+  assert rows[0]["rounds"]["0.5"]["mean"] == pytest.approx(25.0)
+  assert rows[1]["rounds"]["0.5"]["reached"] == 2
+  assert rows[1]["rounds"]["0.5"]["mean"] == pytest.approx(10.0)
+  assert rows[1]["final_accuracy"]["mean"] == pytest.approx(
+      (0.7 + 0.1 + 0.7) / 3)
+  assert os.path.isfile(os.path.join(out, "alpha_sweep.png"))
+  text = open(os.path.join(out, "report.md")).read()
+  assert "| 0.5 | sapef_a050 |" in text and "(2/3)" in text
+  with pytest.raises(ValueError, match=r"'sapef_a025' not found"):
+    report.write_report([root], out, sweep={"sapef_a025": 0.25})
+
+
+def test_sweep_flag_parsing():
+  assert report.parse_sweep(["ef:0", "sapef_a025:0.25"]) == {
+      "ef": 0.0, "sapef_a025": 0.25}
+  with pytest.raises(Exception, match=r"method:alpha"):
+    report.parse_sweep(["ef=0"])
