@@ -51,6 +51,7 @@ from sparsejax.compress.accounting import find_nodes
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.base import check_compressor
 from sparsejax.compress.base import check_float_dtype
+from sparsejax.compress.base import check_like_params
 from sparsejax.compress.base import check_number
 from sparsejax.compress.base import decoding_update
 from sparsejax.compress.base import is_float
@@ -159,7 +160,7 @@ def error_feedback(compressor: Compressor, *, carry: float = 1.0,
                               f32, f32, i32, i32, i32)
 
   def encode(updates, state):
-    _check_like_params(updates, state.residual, "error_feedback")
+    check_like_params(updates, state.residual, "error_feedback")
     eta = None if schedule is None else schedule(state.step)
 
     def accumulate(g, e):
@@ -251,32 +252,6 @@ def _skipped(state, finite_input):
       internal_nonfinite_steps=jnp.where(
           finite_input, optax.safe_increment(state.internal_nonfinite_steps),
           state.internal_nonfinite_steps))
-
-
-def _check_like_params(updates, residual, name) -> None:
-  """Refuses updates that do not match the params (trace time, no cost).
-
-  Without it a ``(2, 3)`` gradient for a ``(3,)`` parameter, or a scalar for
-  a vector, would be broadcast into the residual.
-  """
-  if jax.tree.structure(updates) != jax.tree.structure(residual):
-    raise ValueError(
-        f"{name}: the updates' tree differs from the params' given "
-        f"to init:\n  updates: {jax.tree.structure(updates)}\n  params:  "
-        f"{jax.tree.structure(residual)}")
-  for (path, g), e in zip(jax.tree_util.tree_leaves_with_path(updates),
-                          jax.tree.leaves(residual)):
-    where = jax.tree_util.keystr(path)
-    if is_float(g) != is_float(e):
-      raise ValueError(
-          f"{name}: update{where} has dtype {g.dtype} but its "
-          f"parameter is {'a float' if is_float(e) else 'not a float'}; pass "
-          "gradients of the params given to init")
-    if is_float(g) and g.shape != e.shape:
-      raise ValueError(
-          f"{name}: update{where} has shape {tuple(g.shape)}, its "
-          f"parameter {tuple(e.shape)}; pass gradients shaped like the "
-          "params given to init (no broadcasting)")
 
 
 def error_feedback_state(state: Any) -> ErrorFeedbackState:
@@ -397,7 +372,7 @@ def ef21(compressor: Compressor, *, estimate_dtype=None,
                      i32)
 
   def encode(updates, state):
-    _check_like_params(updates, state.estimate, "ef21")
+    check_like_params(updates, state.estimate, "ef21")
     # u - g in the gradients' dtypes: the wire is the compressor's own.
     difference = jax.tree.map(
         lambda u, g: (u.astype(g.dtype) - g).astype(u.dtype) if is_float(u)

@@ -339,3 +339,32 @@ def check_int(value, name: str, low: int | None = None,
 def check_ratio(ratio, name="ratio", static=False):
   """A fraction in ``(0, 1]``."""
   check_number(ratio, name, 0, 1, low_open=True, static=static)
+
+
+def check_like_params(updates, memory, name: str) -> None:
+  """Refuses updates that do not match the params (trace time, no cost).
+
+  ``memory`` is a params-shaped state (a residual, an estimate, DGC's
+  momentum) of the transformation ``name`` (named in the message).
+
+  Without it a ``(2, 3)`` gradient for a ``(3,)`` parameter, or a scalar for
+  a vector, would be broadcast into the residual.
+  """
+  if jax.tree.structure(updates) != jax.tree.structure(memory):
+    raise ValueError(
+        f"{name}: the updates' tree differs from the params' given "
+        f"to init:\n  updates: {jax.tree.structure(updates)}\n  params:  "
+        f"{jax.tree.structure(memory)}")
+  for (path, g), e in zip(jax.tree_util.tree_leaves_with_path(updates),
+                          jax.tree.leaves(memory)):
+    where = jax.tree_util.keystr(path)
+    if is_float(g) != is_float(e):
+      raise ValueError(
+          f"{name}: update{where} has dtype {g.dtype} but its "
+          f"parameter is {'a float' if is_float(e) else 'not a float'}; pass "
+          "gradients of the params given to init")
+    if is_float(g) and g.shape != e.shape:
+      raise ValueError(
+          f"{name}: update{where} has shape {tuple(g.shape)}, its "
+          f"parameter {tuple(e.shape)}; pass gradients shaped like the "
+          "params given to init (no broadcasting)")

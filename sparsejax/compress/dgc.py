@@ -30,6 +30,7 @@ import optax
 from sparsejax.compress.accounting import CommCounters
 from sparsejax.compress.base import Compressor
 from sparsejax.compress.base import check_int
+from sparsejax.compress.base import check_like_params
 from sparsejax.compress.base import check_number
 from sparsejax.compress.base import check_ratio
 from sparsejax.compress.base import decoding_update
@@ -235,7 +236,7 @@ def dgc(ratio: float, *, momentum: float = 0.9,
         functools.partial(branch, j) for j in range(len(stages))]), stage)
 
   def encode(updates, state):
-    _check_like_params(updates, state.momentum)
+    check_like_params(updates, state.momentum, "dgc")
     g = clip(updates)
     u = jax.tree.map(lambda gi, ui: momentum * ui + gi.astype(ui.dtype)
                      if is_float(gi) else ui, g, state.momentum)
@@ -282,20 +283,3 @@ def dgc(ratio: float, *, momentum: float = 0.9,
 
 
 dgc.static_args = ("ratio", "warmup_steps", "num_workers")
-
-
-def _check_like_params(updates, memory) -> None:
-  """Refuses updates whose tree or shapes differ from the params' (at trace
-  time; broadcasting into ``u`` would hide the mistake)."""
-  if jax.tree.structure(updates) != jax.tree.structure(memory):
-    raise ValueError(
-        f"dgc: the updates' tree differs from the params' given to init:\n"
-        f"  updates: {jax.tree.structure(updates)}\n"
-        f"  params:  {jax.tree.structure(memory)}")
-  for (path, g), u in zip(jax.tree_util.tree_leaves_with_path(updates),
-                          jax.tree.leaves(memory)):
-    if is_float(g) and g.shape != u.shape:
-      raise ValueError(
-          f"dgc: update{jax.tree_util.keystr(path)} has shape "
-          f"{tuple(g.shape)}, its parameter {tuple(u.shape)}; pass gradients "
-          "shaped like the params given to init")

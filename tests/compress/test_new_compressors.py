@@ -254,6 +254,21 @@ def _np_apply(rule, tree):
   return {k: rule(v.ravel()).reshape(v.shape) for k, v in tree.items()}
 
 
+def _vmapped_over_clients(tx, grads, clients, *, with_params=False):
+  """``tx`` jitted and vmapped over ``clients`` stacked states: the outputs
+  of every step and the final stacked state."""
+  params = {k: jnp.zeros((clients,) + s) for k, s in SHAPES.items()}
+  update = jax.jit(jax.vmap(tx.update))
+  state = jax.vmap(tx.init)(params)
+  outs = []
+  for step in grads:
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *step)
+    out, state = (update(stacked, state, params) if with_params
+                  else update(stacked, state))
+    outs.append(out)
+  return outs, state
+
+
 def _worker_grads(workers, steps, seed=0):
   rng = np.random.default_rng(seed)
   return [[{k: rng.standard_normal(s).astype(np.float32)
@@ -367,14 +382,7 @@ def test_ef21_in_a_jitted_chain_with_adam_and_vmap_over_clients():
   clients, steps = 3, 3
   grads = _worker_grads(clients, steps, seed=2)
   tx = optax.chain(sj.ef21(sj.top_k(k=2)), optax.adam(1e-2))
-  params = {k: jnp.zeros((clients,) + s) for k, s in SHAPES.items()}
-  update = jax.jit(jax.vmap(tx.update))
-  state = jax.vmap(tx.init)(params)
-  outs = []
-  for step in grads:
-    out, state = update(jax.tree.map(lambda *xs: jnp.stack(xs), *step),
-                        state, params)
-    outs.append(out)
+  outs, state = _vmapped_over_clients(tx, grads, clients, with_params=True)
   # Reference: each client alone, EF21 and adam run by hand.
   for c in range(clients):
     ef, adam = sj.ef21(sj.top_k(k=2)), optax.adam(1e-2)
@@ -452,14 +460,7 @@ def test_vmap_over_clients_equals_separate_runs(name, ef):
   clients, steps = 3, 2
   grads = _worker_grads(clients, steps, seed=5)
   tx = cases.make(name, ef)
-  params = {k: jnp.zeros((clients,) + s) for k, s in SHAPES.items()}
-  update = jax.jit(jax.vmap(tx.update))
-  state = jax.vmap(tx.init)(params)
-  outs = []
-  for step in grads:
-    out, state = update(jax.tree.map(lambda *xs: jnp.stack(xs), *step),
-                        state)
-    outs.append(out)
+  outs, state = _vmapped_over_clients(tx, grads, clients)
   single = jax.jit(tx.update)
   for c in range(clients):
     s = tx.init({k: jnp.zeros(shape) for k, shape in SHAPES.items()})

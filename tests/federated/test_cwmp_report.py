@@ -1,12 +1,12 @@
 """The CWMP report script on synthetic runs (no training)."""
 
-import json
 import os
 
 import numpy as np
 import pytest
 
 from experiments.federated import cwmp_report
+from tests.federated import run_files
 
 E_ROUND = 1e-3  # J per round at level 1%
 
@@ -23,12 +23,7 @@ def _records(final, energy_per_round, rounds=20):
   return out
 
 
-def _write(root, method, seed, records):
-  d = os.path.join(root, f"seed{seed}", method)
-  os.makedirs(d)
-  with open(os.path.join(d, "metrics.jsonl"), "w") as f:
-    for r in records:
-      f.write(json.dumps(r) + "\n")
+_write = run_files.write_run
 
 
 def _root(tmp_path, name, topk, p1, p2, p1_energy=1.0, level="1"):

@@ -1,12 +1,12 @@
 """The SA-PEF report script on synthetic runs (no training)."""
 
-import json
 import os
 
 import numpy as np
 import pytest
 
 from experiments.federated import report
+from tests.federated import run_files
 
 FINAL = 0.8  # FedAvg's final accuracy: targets 0.4, 0.48, 0.56 at .5/.6/.7
 
@@ -25,12 +25,7 @@ def _records(reach_round, rounds=40, final=0.7):
   return out
 
 
-def _write(root, method, seed, records):
-  d = os.path.join(root, f"seed{seed}", method)
-  os.makedirs(d)
-  with open(os.path.join(d, "metrics.jsonl"), "w") as f:
-    for r in records:
-      f.write(json.dumps(r) + "\n")
+_write = run_files.write_run
 
 
 def _runs(tmp_path, ef_rounds, sapef_rounds):
