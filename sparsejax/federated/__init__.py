@@ -26,6 +26,7 @@ from sparsejax.federated.algorithms import FederatedAlgorithm
 from sparsejax.federated.algorithms import ScaffoldClientState
 from sparsejax.federated.algorithms import ScaffoldServerState
 from sparsejax.federated.algorithms import ServerState
+from sparsejax.federated.algorithms import ef21_fedavg
 from sparsejax.federated.algorithms import ef_fedavg
 from sparsejax.federated.algorithms import fedavg
 from sparsejax.federated.algorithms import fedprox
@@ -67,6 +68,7 @@ __all__ = [
     "SimulationState",
     "classifier",
     "client_mesh",
+    "ef21_fedavg",
     "ef_fedavg",
     "fedavg",
     "fedprox",

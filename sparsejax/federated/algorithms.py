@@ -53,6 +53,7 @@ from sparsejax.federated.aggregation import check_aggregation
 from sparsejax.federated.ledger import dense_bits
 from sparsejax.federated.model import FederatedModel
 from sparsejax.feedback import EF21State
+from sparsejax.feedback import ef21
 from sparsejax.feedback import error_feedback
 from sparsejax.feedback import error_feedback_state
 from sparsejax.feedback import residual
@@ -73,6 +74,7 @@ class ServerState(NamedTuple):
   round: jax.Array    # int32
   opt_state: Any = ()  # server_opt's state (FedOpt); () without one
   downlink: Any = ()   # DownlinkState of a compressed downlink; () without
+  estimate: Any = ()   # EF21's G = sum_j n_j g_j / sum_j n_j; () without
 
 
 class DownlinkState(NamedTuple):
@@ -296,6 +298,7 @@ def local_update_algorithm(
     server_opt: optax.GradientTransformation | None = None,
     downlink: Compressor | None = None, persistent_opt: bool = False,
     reset_every: int = 0, reset_compressor: Compressor | None = None,
+    server_estimate: bool = False,
 ) -> FederatedAlgorithm:
   """The round in the module docstring, for any uplink; the factories' core.
 
@@ -331,6 +334,9 @@ def local_update_algorithm(
       0: none. Needs ``has_residual``.
     reset_compressor: ``C_r`` of the reset (default
       ``sj.top_k(0.1, scope="global")``).
+    server_estimate: ``uplink`` is :func:`sparsejax.ef21`: the server keeps
+      ``G`` (``ServerState.estimate``), adds the round's share of the
+      messages and steps with ``G`` (:func:`ef21_fedavg`).
   """
   _check_arguments(model, local_opt, uplink=uplink,
                   reset_compressor=reset_compressor, downlink=downlink)
@@ -348,6 +354,9 @@ def local_update_algorithm(
   if reset_every and not has_residual:
     raise ValueError("a residual reset (reset_every > 0) needs an "
                      "error-feedback uplink")
+  if server_estimate and aggregation != "mean":
+    raise ValueError("EF21's server estimate needs aggregation='mean' (G is "
+                     f"the clients' weighted average), got {aggregation!r}")
   reset = reset_compressor or top_k(DEFAULT_RESET_RATIO, scope="global")
   opt_at = _round_optimizer(local_opt)
 
@@ -356,12 +365,16 @@ def local_update_algorithm(
   def init(params):
     return ServerState(params, jnp.zeros((), jnp.int32),
                        () if server_opt is None else server_opt.init(params),
-                       downlink_init(params))
+                       downlink_init(params),
+                       jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32),
+                                    params) if server_estimate else ())
 
   def client_state_init(params):
     opt_state = (opt_at(jnp.zeros((), jnp.int32)).init(params)
                  if persistent_opt else ())
-    uplink_state = _refuse_ef21(uplink.init(params))
+    uplink_state = uplink.init(params)
+    if not server_estimate:
+      _refuse_ef21(uplink_state)
     if reset_every:
       uplink_state = (uplink_state, reset.init(params))
     return ClientState(uplink_state, opt_state)
@@ -399,21 +412,30 @@ def local_update_algorithm(
       message = (message, GatedMessage(reset_message, due))
       uplink_state = (uplink_state, reset_state)
     opt_state = local.opt_state if persistent_opt else ()
+    if has_residual:
+      memory_sq_norm = error_feedback_state(uplink_state).residual_sq_norm
+    elif server_estimate:  # ||u - g_i|| after the update
+      memory_sq_norm = find_nodes(uplink_state, EF21State)[0].residual_sq_norm
+    else:
+      memory_sq_norm = jnp.zeros(())
     metrics = {
-        "residual_norm": jnp.sqrt(
-            error_feedback_state(uplink_state).residual_sq_norm)
-                         if has_residual else jnp.zeros(()),
+        "residual_norm": jnp.sqrt(memory_sq_norm),
         "drift": jnp.sqrt(sq_norm(delta)),
     }
     return message, ClientState(uplink_state, opt_state), metrics
 
   def server_update(server, update, participation=None):
-    del participation  # the aggregate is already weighted by n_i
+    # The aggregate is already weighted by n_i; EF21 adds the round's share.
     if reset_every:  # the aggregated (updates, residual resets)
       update = jax.tree.map(jnp.add, *update)
+    estimate = server.estimate
+    if server_estimate:  # G += sum_S n_i c_i / sum_j n_j
+      estimate = jax.tree.map(lambda g, c: g + participation * c, estimate,
+                              update)
+      update = estimate
     params, opt_state = _server_step(server, update, server_opt, server_lr)
     return server._replace(params=params, round=server.round + 1,
-                           opt_state=opt_state)
+                           opt_state=opt_state, estimate=estimate)
 
   return FederatedAlgorithm(model, local_steps, batch_size, aggregation, init,
                             client_state_init, client_init, client_step,
@@ -534,6 +556,45 @@ def ef_fedavg(model: FederatedModel, local_opt: LocalOpt,
     https://arxiv.org/abs/1901.09847
   """
   return sapef(model, local_opt, compressor, alpha=0.0, **kwargs)
+
+
+def ef21_fedavg(model: FederatedModel, local_opt: LocalOpt,
+                compressor: Compressor, **kwargs) -> FederatedAlgorithm:
+  r"""FedAvg with an EF21 uplink under partial participation (EF21-PP).
+
+  Client ``i`` keeps the estimate ``g_i`` of its model delta; the server
+  keeps ``G = sum_j n_j g_j / sum_j n_j`` over all ``N`` clients (all
+  start at 0). In a round with clients ``S``:
+
+  .. math::
+     c_i = C(\Delta_i - g_i), \quad g_i \leftarrow g_i + c_i, \quad
+     G \leftarrow G + rac{\sum_{i \in S} n_i c_i}{\sum_j n_j}, \quad
+     w \leftarrow w + \eta_g G,
+
+  so an unsampled client's last estimate keeps its share of ``G``. With
+  every client sampled this is EF21 (``G = mean_i g_i``). ``G`` is
+  ``sim.state.server.estimate`` (checkpointed); ``residual_norm`` reports
+  ``||Delta_i - g_i||`` after the update. ``C`` must be contractive (top-k,
+  scaled sign, ...).
+
+  Args:
+    model, local_opt: as :func:`fedavg`.
+    compressor: the bare compressor ``C`` (wrapped in :func:`sparsejax.ef21`
+      here).
+    **kwargs: ``local_steps``, ``batch_size``, ``server_lr``,
+      ``server_opt``, ``downlink``, ``persistent_opt`` of
+      :func:`local_update_algorithm`; ``aggregation`` must be ``"mean"``.
+
+  References:
+    Richtarik, Sokolov, Fatkhullin, "EF21: A New, Simpler, Theoretically
+    Better, and Practically Faster Error Feedback", NeurIPS 2021,
+    https://arxiv.org/abs/2106.05203; Fatkhullin, Sokolov, Gorbunov, Li,
+    Richtarik, "EF21 with Bells & Whistles" (partial participation),
+    https://arxiv.org/abs/2110.03294
+  """
+  _check_arguments(model, local_opt, compressor=compressor)
+  return local_update_algorithm(model, local_opt, ef21(compressor),
+                                server_estimate=True, **kwargs)
 
 
 class ScaffoldServerState(NamedTuple):
@@ -705,6 +766,8 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
 
 
 #: The algorithm factories by name (``fedavg``, ``fedprox``, ``ef_fedavg``,
-#: ``sapef``, ``scaffold``): what configs and experiment binaries name.
+#: ``ef21_fedavg``, ``sapef``, ``scaffold``): what configs and experiment
+#: binaries name.
 ALGORITHMS = {"fedavg": fedavg, "fedprox": fedprox, "ef_fedavg": ef_fedavg,
-              "sapef": sapef, "scaffold": scaffold}
+              "ef21_fedavg": ef21_fedavg, "sapef": sapef,
+              "scaffold": scaffold}

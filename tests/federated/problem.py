@@ -82,6 +82,8 @@ def algorithm(name: str, **options):
     return fed.ef_fedavg(MODEL, opt, sj.no_compression(), **kwargs(**options))
   if name == "ef_topk":
     return fed.ef_fedavg(MODEL, opt, topk, **kwargs(**options))
+  if name == "ef21_topk":
+    return fed.ef21_fedavg(MODEL, opt, topk, **kwargs(**options))
   if name == "sapef":
     return fed.sapef(MODEL, opt, topk, **kwargs(**options))
   if name == "scaffold":

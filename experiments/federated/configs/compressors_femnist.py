@@ -14,6 +14,8 @@ uplink compressed by:
 
 - ``fedavg``: nothing (dense float32).
 - ``ef_top_k``: global top-1% under error feedback (EF-FedAvg).
+- ``ef21_top_k``: global top-1% under EF21 with the server's estimate
+  (EF21-PP, :func:`sparsejax.federated.ef21_fedavg`).
 - ``ef_powersgd_r{1,2,4}``: PowerSGD rank 1, 2, 4 of each matrix-shaped
   delta under error feedback, no dense warm-up (``start_iter=0``: a warm-up
   counts a client's rounds, not steps, and would send 10 dense rounds).
@@ -41,6 +43,7 @@ def methods() -> dict:
   out = {
       "fedavg": {"algorithm": "fedavg"},
       "ef_top_k": {"algorithm": "ef_fedavg", "compressor": dict(TOP_1)},
+      "ef21_top_k": {"algorithm": "ef21_fedavg", "compressor": dict(TOP_1)},
       "ef_onebit": {"algorithm": "ef_fedavg", "compressor": {"name": "onebit"}},
       "ef_sign": {"algorithm": "ef_fedavg",
                   "compressor": {"name": "scaled_sign"}},
