@@ -60,14 +60,16 @@ def first_reach(records: Sequence[dict], target: float) -> dict | None:
 
 
 def paired(treatment: Mapping[str, dict | None],
-           control: Mapping[str, dict | None], last_round: int
-           ) -> dict[str, Any]:
+           control: Mapping[str, dict | None], last_round: int,
+           family: int = 1) -> dict[str, Any]:
   """Per-seed ``treatment - control`` of the rounds to a target.
 
   A run that never reaches the target counts at ``last_round`` (its last
   round: a bound that understates its delay; ``censored`` counts these
   pairs); seeds where neither reaches are left out. The mean, std and 95%
-  t-interval (3 or more pairs) are over the remaining pairs.
+  t-interval (3 or more pairs) are over the remaining pairs;
+  ``ci_family`` is the Bonferroni interval for ``family`` targets tested
+  together (level ``1 - 0.05 / family``).
   """
   seeds = sorted(set(treatment) & set(control))
   diffs, faster, slower, ties, neither, censored = [], 0, 0, 0, 0, 0
@@ -87,6 +89,7 @@ def paired(treatment: Mapping[str, dict | None],
              slower=slower, ties=ties, neither=neither, censored=censored,
              ci95=None)
   out["ci95"] = t_interval(diffs)
+  out["ci_family"] = t_interval(diffs, level=1 - 0.05 / family)
   return out
 
 
@@ -139,6 +142,22 @@ def verdict(targets: Sequence[Mapping[str, Any]], treatment: str,
     head = (f"{treatment} is not significantly faster or slower than "
             f"{control} at any target")
   return head + ": " + "; ".join(parts) + "."
+
+
+def family_verdict(targets: Sequence[Mapping[str, Any]], treatment: str,
+                   control: str) -> str:
+  """The targets where the Bonferroni interval (all targets tested
+  together) lies below or above 0 with no seed the other way."""
+  k = len(targets)
+  faster = [t for t in targets if t["paired"]["ci_family"] is not None
+            and t["paired"]["ci_family"][1] < 0 and t["paired"]["slower"] == 0]
+  slower = [t for t in targets if t["paired"]["ci_family"] is not None
+            and t["paired"]["ci_family"][0] > 0 and t["paired"]["faster"] == 0]
+  def names(ts):
+    return ", ".join(f"{t['fraction']:.0%}" for t in ts) or "no target"
+  return (f"Corrected for the {k} targets tested (Bonferroni, level "
+          f"{1 - 0.05 / k:.4f}): {treatment} is faster than {control} at "
+          f"{names(faster)} and slower at {names(slower)}.")
 
 
 def mechanism_curves(runs: Runs, key: str) -> dict[str, dict[str, list]]:
@@ -205,7 +224,7 @@ def analyse(runs: Runs, fractions: Sequence[float], baseline: str,
           k: mean_std([v[k] for v in hit]) for k in TO_TARGET_KEYS}
     last = max(recs[-1]["round"] for seeds in runs.values()
                for recs in seeds.values())
-    p = paired(reach[treatment], reach[control], last)
+    p = paired(reach[treatment], reach[control], last, len(fractions))
     targets.append({"fraction": frac, "accuracy": acc, "paired": p,
                     "verdict": verdict_at(p)})
   rounds = [r["round"] for r in evaluated(next(iter(runs[baseline].values())))]
@@ -213,7 +232,8 @@ def analyse(runs: Runs, fractions: Sequence[float], baseline: str,
           "eval_rounds": rounds[:3],
           "baseline_final_accuracy": base_final, "methods": methods,
           "targets": targets,
-          "verdict": verdict(targets, treatment, control),
+          "verdict": verdict(targets, treatment, control)
+                     + " " + family_verdict(targets, treatment, control),
           "mechanism": {k: mechanism_curves(runs, k) for k in MECHANISM},
           "sweep": sweep_table(runs, targets, sweep) if sweep else []}
 
@@ -253,17 +273,19 @@ def markdown(result: Mapping[str, Any], seeds_total: Mapping[str, int]) -> str:
             f"{result['treatment']} minus {result['control']} (negative: "
             f"{result['treatment']} faster):", "",
             "| target | per-seed diffs | mean ± std | 95% t-interval | "
+            f"Bonferroni interval ({len(result['targets'])} targets) | "
             "faster / tied / slower / neither reached | not reached by one "
             "(counted at the last round) | rule |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
   for t in result["targets"]:
     p = t["paired"]
-    ci = ("n < 3" if p["ci95"] is None
-          else f"[{p['ci95'][0]:+.1f}, {p['ci95'][1]:+.1f}]")
+    ci, ci_family = ("n < 3" if c is None else f"[{c[0]:+.1f}, {c[1]:+.1f}]"
+                     for c in (p["ci95"], p["ci_family"]))
     lines.append(
         f"| {t['fraction']:.0%} ({t['accuracy']:.3f}) | "
         f"{', '.join(f'{d:+g}' for d in p['diffs']) or '-'} | "
-        f"{_fmt(p, digits=3)} | {ci} | {p['faster']} / {p['ties']} / "
+        f"{_fmt(p, digits=3)} | {ci} | {ci_family} | "
+        f"{p['faster']} / {p['ties']} / "
         f"{p['slower']} / {p['neither']} | {p['censored']} | "
         f"{t['verdict']} |")
   lines += ["", "Mechanism (mean over seeds; rounds 1-10 and the last 10): "

@@ -155,3 +155,16 @@ def test_sweep_flag_parsing():
       "ef": 0.0, "sapef_a025": 0.25}
   with pytest.raises(Exception, match=r"method:alpha"):
     report.parse_sweep(["ef=0"])
+
+
+def test_bonferroni_interval_is_wider_and_named_in_the_verdict(tmp_path):
+  root = _runs(tmp_path, [20, 20, 25, 25], [15, 15, 15, 15])
+  result = report.write_report([root], str(tmp_path / "out"))
+  p = result["targets"][0]["paired"]
+  # t_{1 - 0.05/6, 3} = 4.8567 for the 3 targets: half width
+  # 4.8567 * 2.8868 / 2 = 7.010 (95%: 4.5935).
+  assert p["ci_family"] == pytest.approx([-7.5 - 7.010, -7.5 + 7.010],
+                                         abs=1e-3)
+  assert result["verdict"].endswith(
+      "Corrected for the 3 targets tested (Bonferroni, level 0.9833): sapef "
+      "is faster than ef at 50%, 60%, 70% and slower at no target.")
