@@ -665,7 +665,9 @@ def scaffold(model: FederatedModel, local_opt: LocalOpt, *,
     local_opt: client optimizer (or ``round -> optimizer``), fresh each
       round; the paper's is ``optax.sgd(local_lr)``.
     local_lr: ``eta_l`` of option II (or ``round -> eta_l`` for a schedule),
-      the local optimizer's step size.
+      the local optimizer's step size: ``(x - y_K) / (K eta_l)`` must
+      estimate the gradient, so with a momentum optimizer pass its
+      effective step (``experiments.federated.train.momentum_gain``).
     compressor: uplink compressor of ``Delta y`` (default
       :func:`sparsejax.no_compression`).
     control_compressor: uplink compressor of ``Delta c`` (default

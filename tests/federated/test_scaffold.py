@@ -157,3 +157,18 @@ def test_experiment_method_config_builds_compressed_scaffold():
   (_, per_client), = problem.run(sim, 1)
   dense = problem.NUM_PARAMS * 32
   assert list(per_client["uplink_bits"]) == [dense + K_C * 64] * 2
+
+
+@pytest.mark.parametrize("momentum,steps", [(0.0, 5), (0.9, 10), (0.5, 3)])
+def test_momentum_gain_is_the_displacement_of_heavy_ball_sgd(momentum,
+                                                             steps):
+  """K steps of optax SGD with fresh momentum on a constant gradient move
+  ``lr * K * gain`` (what option II divides by)."""
+  opt = optax.sgd(0.1, momentum=momentum or None)
+  g, y = np.float32(2.0), np.zeros(())
+  state = opt.init(y)
+  for _ in range(steps):
+    u, state = opt.update(g, state)
+    y = y + np.asarray(u)
+  gain = train.momentum_gain(momentum, steps)
+  np.testing.assert_allclose(-y, 0.1 * steps * gain * g, rtol=1e-5)
