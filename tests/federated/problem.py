@@ -103,6 +103,20 @@ def simulation(name, seed=0, clients_per_round=PER_ROUND, nan_clients=(),
                         seed=seed, **sim_options)
 
 
+def config_round(method: dict, clients_per_round: int = 2):
+  """One round of the experiment binary's algorithm for ``method`` (a
+  config entry, built by ``experiments.federated.train.build_algorithm``
+  with the smoke config): ``(metrics, per_client)``."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from experiments.federated import train  # pylint: disable=g-import-not-at-top
+  from experiments.federated.configs import smoke  # pylint: disable=g-import-not-at-top
+  algo = train.build_algorithm(ml_collections.ConfigDict(method),
+                               smoke.get_config(), MODEL)
+  sim = fed.Simulation(algo, clients(), clients_per_round, probe_size=0)
+  (metrics, per_client), = run(sim, 1)
+  return metrics, per_client
+
+
 def run(sim, rounds):
   """Runs ``rounds`` more rounds; returns the per-round (metrics, per_client)."""
   return [sim.step(evaluate=False) for _ in range(rounds)]

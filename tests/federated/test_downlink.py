@@ -1,12 +1,9 @@
 """Compressed downlink with server-side error feedback: reference, ledger."""
 
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
-from experiments.federated import train
-from experiments.federated.configs import smoke
 import sparsejax as sj
 from sparsejax import federated as fed
 from sparsejax.training import Checkpointer
@@ -83,12 +80,9 @@ def test_exact_resume_includes_downlink_state(tmp_path):
 
 @pytest.mark.slow
 def test_experiment_method_config_compresses_the_downlink():
-  method = ml_collections.ConfigDict({
+  metrics, _ = problem.config_round({
       "algorithm": "fedavg",
       "downlink": {"name": "top_k", "k": K_DOWN, "scope": "global"}})
-  algo = train.build_algorithm(method, smoke.get_config(), problem.MODEL)
-  sim = fed.Simulation(algo, problem.clients(), 2, probe_size=0)
-  (metrics, _), = problem.run(sim, 1)
   assert metrics["round_downlink_bits"] == 2 * K_DOWN * 64
 
 

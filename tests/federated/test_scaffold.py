@@ -1,13 +1,11 @@
 """SCAFFOLD (option II): a per-client reference, its ledger, bad input."""
 
 import jax
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from experiments.federated import train
-from experiments.federated.configs import smoke
 import sparsejax as sj
 from sparsejax import federated as fed
 from tests.federated import problem
@@ -149,12 +147,9 @@ def test_bad_scaffold_arguments_raise():
 
 @pytest.mark.slow
 def test_experiment_method_config_builds_compressed_scaffold():
-  method = ml_collections.ConfigDict({
+  _, per_client = problem.config_round({
       "algorithm": "scaffold",
       "control_compressor": {"name": "top_k", "k": K_C, "scope": "global"}})
-  algo = train.build_algorithm(method, smoke.get_config(), problem.MODEL)
-  sim = fed.Simulation(algo, problem.clients(), 2, probe_size=0)
-  (_, per_client), = problem.run(sim, 1)
   dense = problem.NUM_PARAMS * 32
   assert list(per_client["uplink_bits"]) == [dense + K_C * 64] * 2
 
