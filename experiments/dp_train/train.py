@@ -46,13 +46,22 @@ def build_compressor(method: ml_collections.ConfigDict, num_params: int,
   ``calibrated_threshold(r)`` (:mod:`experiments.dp_train.calibrated`).
   A factory that takes ``axis_name`` (PowerSGD, the majority vote, DGC)
   gets ``axis_name`` unless the method sets it. DGC carries its own
-  residual: it needs ``error_feedback=False``.
+  residual: it needs ``error_feedback=False``. ``{"name": "signum",
+  "beta": 0.9, "error_feedback": False}`` is Signum (:func:`sparsejax.signum`:
+  per-device momentum, then the majority vote of the signs).
   """
   method = dict(method)
   feedback = method.pop("error_feedback", True)
   if feedback not in (True, False, "ef21"):
     raise ValueError(f"error_feedback must be True, False or 'ef21', got "
                      f"{feedback!r}")
+  if method.get("name") == "signum":
+    if feedback:
+      raise ValueError(f"signum holds momentum before the vote: set "
+                       f"error_feedback=False (got {feedback!r}) and follow "
+                       "it with plain SGD")
+    del method["name"]
+    return sj.signum(**{"axis_name": axis_name, **method})
   factory = sj.COMPRESSORS.get(method.get("name"))
   if factory is not None and "axis_name" in inspect.signature(
       factory).parameters:

@@ -1,5 +1,5 @@
-"""dp_train runs DGC by config, and gives the data axis to the factories
-that take one (PowerSGD, the majority vote, DGC)."""
+"""dp_train runs DGC and Signum by config, and gives the data axis to the
+factories that take one (PowerSGD, the majority vote, Signum, DGC)."""
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,9 @@ def _per_device_updates(tx):
       "error_feedback": False},
      lambda axis: parallel.compressed_mean(
          sj.dgc(0.25, clip_norm=0.5, axis_name=axis), "data")),
-], ids=["powersgd", "sign_majority_vote", "dgc"])
+    ({"name": "signum", "beta": 0.5, "error_feedback": False},
+     lambda axis: sj.signum(0.5, axis_name=axis)),
+], ids=["powersgd", "sign_majority_vote", "dgc", "signum"])
 def test_the_data_axis_is_given_to_factories_that_take_one(method, by_hand):
   built = _per_device_updates(
       train.build_compressor(method, 54, 8, "data", None))
@@ -59,15 +61,23 @@ def test_the_data_axis_is_given_to_factories_that_take_one(method, by_hand):
   if method["name"] == "dgc":
     without = _per_device_updates(by_hand(None))
     assert not np.allclose(without["w"], built["w"])
+  elif method["name"] == "signum":  # each device would step its own signs
+    without = _per_device_updates(by_hand(None))
+    assert all(np.array_equal(built["w"][0], w) for w in built["w"])
+    assert not all(np.array_equal(without["w"][0], w) for w in without["w"])
   else:
     with pytest.raises(ValueError, match="axis_name='data'"):
       _per_device_updates(by_hand(None))
 
 
-def test_dgc_under_error_feedback_is_refused_at_start(tmp_path):
+@pytest.mark.parametrize("method", [{"name": "dgc", "ratio": 0.01},
+                                    {"name": "signum", "beta": 0.9}])
+def test_dgc_and_signum_under_error_feedback_are_refused_at_start(tmp_path,
+                                                                  method):
   config = smoke.get_config()
-  config.methods = {"dgc": {"name": "dgc", "ratio": 0.01}}
-  with pytest.raises(ValueError, match="error_feedback=False"):
+  config.methods = {"m": method}
+  with pytest.raises(ValueError, match="config.methods.m: .*error_feedback="
+                                       "False"):
     train.train_and_evaluate(config, str(tmp_path))
 
 
