@@ -7,8 +7,11 @@ EF-FedAvg (global top-1% uplink, a float32 residual per client) on an MLP
 784-1024-256-10 (1.07M parameters) over ``N`` clients with 4 generated
 examples each (non-IID: each client holds 2 of the 10 classes), 10 clients
 per round, ``--local_steps`` steps of batch 4. One subprocess per run
-(``--runs``: ``store:N``, ``store:N:prefetch`` or ``store:N:noprefetch``), so
-that each peak is its own. Each reports the round time (median of the rounds after the first,
+(``--runs``: ``store:N``, ``store:N:prefetch``, ``store:N:noprefetch`` or
+``store:N:snapshot``), so that each peak is its own. ``:snapshot`` also
+times a checkpoint of the store after the rounds
+(``HostClientStore.save_files`` into ``--store_dir``, then ``load_files``
+back, CRC-checked), the peak then including it. Each reports the round time (median of the rounds after the first,
 which compiles), the time to build the simulation, the peak host memory
 (``VmHWM``: resident pages, file-backed ones of a memory map included), the
 device memory (``memory_stats()``; n/a on CPU, where the device store lives
@@ -101,7 +104,8 @@ def _disk_bytes(files) -> int:
 def run_one(spec: str) -> dict:
   """One ``store:N[:prefetch|:noprefetch]`` run in this process."""
   store, n, *rest = spec.split(":")
-  n, prefetch = int(n), {(): None, ("prefetch",): True,
+  snapshot = rest == ["snapshot"]
+  n, prefetch = int(n), {(): None, ("prefetch",): True, ("snapshot",): None,
                          ("noprefetch",): False}[tuple(rest)]
   store_dir = (os.path.join(FLAGS.store_dir, spec.replace(":", "_"))
                if store == "mmap" else None)
@@ -133,6 +137,8 @@ def run_one(spec: str) -> dict:
     if sim.client_store is not None and sim.client_store.files():
       sim.client_store.flush()
       result["disk_bytes"] = _disk_bytes(sim.client_store.files())
+    if snapshot:
+      result.update(_time_snapshot(sim.client_store, store_dir + "_snapshot"))
   except (MemoryError, ValueError, RuntimeError) as e:  # recorded, not fatal
     result["error"] = f"{type(e).__name__}: {e}"[:300]
   finally:
@@ -141,6 +147,22 @@ def run_one(spec: str) -> dict:
   result["peak_host_bytes"] = _peak_host_bytes()
   result["device_memory"] = _device_bytes()
   return result
+
+
+def _time_snapshot(store, directory) -> dict:
+  """Seconds to save the store's snapshot and to load (and check) it."""
+  try:
+    start = time.perf_counter()
+    store.save_files(directory)
+    saved = time.perf_counter() - start
+    size = sum(os.path.getsize(os.path.join(directory, f))
+               for f in os.listdir(directory))
+    start = time.perf_counter()
+    store.load_files(directory)
+    return {"snapshot_save_seconds": saved, "snapshot_bytes": size,
+            "snapshot_load_seconds": time.perf_counter() - start}
+  finally:
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _gib(b):
@@ -155,10 +177,13 @@ def results_table(results) -> str:
            _gib(r.get("peak_host_bytes")),
            _gib((r.get("device_memory") or {}).get("peak_bytes_in_use")),
            _gib(r.get("store_bytes")), _gib(r.get("disk_bytes")),
+           *(f"{r[k]:.1f}" if k in r else "" for k in
+             ("snapshot_save_seconds", "snapshot_load_seconds")),
            r.get("error", "")[:60]) for r in results]
   return training.format_table(rows, (
       "run", "params", "ms/round", "build s", "peak host GiB",
-      "peak device GiB", "store GiB", "on disk GiB", "error"))
+      "peak device GiB", "store GiB", "on disk GiB", "snapshot save s",
+      "load s", "error"))
 
 
 def main(argv):
