@@ -93,6 +93,15 @@ def _seed_curves(seeds: Sequence[Records], x: str, y: str, logx: bool
       max(v) for v in ys]
 
 
+def line_styles(n: int) -> list[tuple[str, str]]:
+  """``n`` distinct ``(colour, linestyle)`` pairs: matplotlib's ten colours
+  solid, then dashed, dotted and dash-dotted (up to 40 methods)."""
+  dashes = ("-", "--", ":", "-.")
+  if n > 10 * len(dashes):
+    raise ValueError(f"at most {10 * len(dashes)} curves per plot, got {n}")
+  return [(f"C{i % 10}", dashes[i // 10]) for i in range(n)]
+
+
 def plot_curves(
     runs: Mapping[str, Records | Sequence[Records]],
     path: str,
@@ -136,14 +145,15 @@ def plot_curves(
   FigureCanvasAgg(fig)
   ax = fig.add_subplot(1, 1, 1)
   plotted = 0
-  for method, records in runs.items():
+  for (method, records), (color, style) in zip(runs.items(),
+                                               line_styles(len(runs))):
     several = bool(records) and not isinstance(records[0], Mapping)
     seeds = records if several else [records]
     xs, ys, low, high = _seed_curves(seeds, x, y, logx)
     if not xs:
       continue
     line, = ax.plot(xs, ys, marker="o" if len(xs) < 30 else None,
-                    markersize=3,
+                    markersize=3, color=color, linestyle=style,
                     label=f"{method} ({len(seeds)})" if several else method)
     if several and len(seeds) > 1:
       ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2,

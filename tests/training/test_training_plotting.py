@@ -166,3 +166,12 @@ def test_seed_band_is_mean_and_min_max_on_shared_points(tmp_path):
   path = plot_curves({"a": seeds, "b": RUNS["dense"]},
                      str(tmp_path / "bands.png"))
   assert matplotlib.image.imread(path).std() > 0.01
+
+
+def test_line_styles_are_distinct_beyond_ten_methods():
+  from sparsejax.training import plotting  # pylint: disable=g-import-not-at-top
+  styles = plotting.line_styles(25)
+  assert len(set(styles)) == 25
+  assert styles[0] == ("C0", "-") and styles[10] == ("C0", "--")
+  with pytest.raises(ValueError, match="at most 40"):
+    plotting.line_styles(41)
