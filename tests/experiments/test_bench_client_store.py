@@ -6,8 +6,6 @@ import sys
 
 import pytest
 
-from experiments.bench_federated import client_store
-
 
 @pytest.mark.slow
 def test_snapshot_run_saves_and_loads_the_whole_store(tmp_path):
@@ -25,6 +23,7 @@ def test_snapshot_run_saves_and_loads_the_whole_store(tmp_path):
   assert snap["store_bytes"] <= snap["snapshot_bytes"] < (
       snap["store_bytes"] + 10_000)
   assert snap["snapshot_save_seconds"] > 0 and snap["snapshot_load_seconds"] > 0
-  table = client_store.results_table([snap, {"run": "host:12"}])
-  assert "snapshot save s" in table and "mmap:12:snapshot" in table
+  # The printed table (the module is not imported here: it defines absl
+  # flags at import, as other experiment modules do).
+  assert "snapshot save s" in proc.stdout and "mmap:12:snapshot" in proc.stdout
   assert not list((tmp_path / "stores").glob("*"))  # cleaned up
