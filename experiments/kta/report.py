@@ -17,7 +17,8 @@ fine-tuned by each client) give a second row, ``<method>+ft``.
 The verdicts compare ``--treatment`` (KTA) with local-only, with the best of
 FedAvg/FedProx (fine-tuned or not) and with FedMD on the final personal
 accuracy, paired by seed: "beats" only if it is higher on every seed,
-"loses" if lower on every seed, else "inconclusive" (:func:`verdict`).
+"loses" if lower on every seed, else "inconclusive", and "too few seeds"
+below 3 (:func:`verdict`).
 Writes ``report.md``, ``report.json`` and accuracy-vs-cumulative-bytes plots
 (mean over seeds, band ± std) into ``--out``.
 """
@@ -37,6 +38,7 @@ from sparsejax import training
 
 ACCURACIES = ("personal_accuracy", "global_accuracy")
 FINETUNED = "+ft"  # suffix of the fine-tuned rows
+MIN_SEEDS = 3  # paired seeds a verdict other than "too few seeds" needs
 
 Runs = Mapping[str, Mapping[int, Sequence[dict]]]  # method -> seed -> records
 
@@ -142,14 +144,17 @@ def verdict(name: str, treatment: Mapping[int, float],
   The control is, per claim, the other method with the highest mean (e.g.
   the best of FedAvg, FedProx and their fine-tuned rows). "beats" if the
   treatment is higher on every common seed, "loses" if lower on every one,
-  else "inconclusive" (also with no common seed).
+  else "inconclusive"; with fewer than ``MIN_SEEDS`` common seeds "has too
+  few seeds against" whatever the signs.
   """
   best = max(others, key=lambda m: np.mean(list(others[m].values())))
   seeds = sorted(set(treatment) & set(others[best]))
   diffs = [treatment[s] - others[best][s] for s in seeds]
-  if diffs and all(d > 0 for d in diffs):
+  if len(diffs) < MIN_SEEDS:
+    word = "has too few seeds against"
+  elif all(d > 0 for d in diffs):
     word = "beats"
-  elif diffs and all(d < 0 for d in diffs):
+  elif all(d < 0 for d in diffs):
     word = "loses to"
   else:
     word = "is inconclusive against"

@@ -156,6 +156,10 @@ def test_report_table_verdicts_and_plots(tmp_path):
   for name in ("personal_accuracy_vs_total_bytes.png",
                "global_accuracy_vs_total_bytes.png"):
     assert os.path.getsize(out / name) > 1000
+  two = {m: {s: v for s, v in seeds.items() if s < 2}
+         for m, seeds in report.load_runs([str(runs)])[0].items()}
+  words = {v["claim"]: v["word"] for v in report.analyse(two)["verdicts"]}
+  assert set(words.values()) == {"has too few seeds against"}
   _fake_run(tmp_path / "again", "kta", 0, [0.5], 100)
   with pytest.raises(ValueError, match="seed 0 is in two workdirs"):
     report.load_runs([str(runs), str(tmp_path / "again")])
