@@ -568,7 +568,7 @@ def ef21_fedavg(model: FederatedModel, local_opt: LocalOpt,
 
   .. math::
      c_i = C(\Delta_i - g_i), \quad g_i \leftarrow g_i + c_i, \quad
-     G \leftarrow G + rac{\sum_{i \in S} n_i c_i}{\sum_j n_j}, \quad
+     G \leftarrow G + \frac{\sum_{i \in S} n_i c_i}{\sum_j n_j}, \quad
      w \leftarrow w + \eta_g G,
 
   so an unsampled client's last estimate keeps its share of ``G``. With
@@ -578,7 +578,8 @@ def ef21_fedavg(model: FederatedModel, local_opt: LocalOpt,
   scaled sign, ...).
 
   Args:
-    model, local_opt: as :func:`fedavg`.
+    model: the model.
+    local_opt: client optimizer (or ``round -> optimizer``), fresh each round.
     compressor: the bare compressor ``C`` (wrapped in :func:`sparsejax.ef21`
       here).
     **kwargs: ``local_steps``, ``batch_size``, ``server_lr``,
