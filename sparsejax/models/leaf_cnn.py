@@ -16,7 +16,9 @@ class LeafCNN(nn.Module):
   maxpool2 -> flatten(7*7*64) -> dense(2048) -> relu -> dense(num_classes)``,
   as in LEAF's ``models/femnist/cnn.py``: 6,603,710 parameters for 62
   classes (832 + 51,264 + 6,424,576 + 127,038). ``hidden`` narrows the dense
-  layer (e.g. 128 for CPU-sized federated sweeps). ``patch_conv`` computes
+  layer (e.g. 128 for CPU-sized federated sweeps) and ``features`` the two
+  convolutions (e.g. ``(8, 16)``: a tenth of the multiply-adds on 32x32x3
+  inputs). ``patch_conv`` computes
   the convolutions with :class:`~sparsejax.models.PatchConv` (same
   parameters; for simulations that vmap per-client models on a CPU, where
   ``nn.Conv`` becomes a grouped convolution; not timed for this model).
@@ -28,19 +30,22 @@ class LeafCNN(nn.Module):
 
   num_classes: int = 62
   hidden: int = 2048
+  features: tuple[int, int] = (32, 64)
   dtype: Dtype = jnp.float32
   patch_conv: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     del train  # no dropout or norm
+    if not self.features or any(int(w) < 1 for w in self.features):
+      raise ValueError(f"LeafCNN: features={self.features!r} must be one or "
+                       "more positive convolution widths, e.g. (32, 64)")
     kw = dict(dtype=self.dtype, param_dtype=jnp.float32)
     x = jnp.asarray(x, self.dtype)
     conv = PatchConv if self.patch_conv else nn.Conv
-    x = nn.relu(conv(32, (5, 5), padding="SAME", name="conv_0", **kw)(x))
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    x = nn.relu(conv(64, (5, 5), padding="SAME", name="conv_1", **kw)(x))
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    for i, width in enumerate(self.features):
+      x = nn.relu(conv(width, (5, 5), padding="SAME", name=f"conv_{i}", **kw)(x))
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(self.hidden, name="dense_0", **kw)(x))
     x = nn.Dense(self.num_classes, name="head", **kw)(x)

@@ -24,6 +24,9 @@ TOKENS = jax.ShapeDtypeStruct((3, 20), jnp.int32)
     # McMahan et al.'s MNIST 2NN: 784*200+200 + 200*200+200 + 200*10+10.
     ("mlp", {}, X28, 10, 199_210),
     ("leaf_cnn", {}, X28, 62, 6_603_710),
+    # conv 5x5x3x8, conv 5x5x8x16, dense (8*8*16)x64, head 64x10, with biases.
+    ("leaf_cnn", {"features": (8, 16), "hidden": 64}, X32, 10,
+     608 + 3216 + 65_600 + 650),
     ("resnet9", {}, X32, 10, 6_573_130),  # Page's ResNet-9
     ("resnet18", {}, X32, 10, 11_173_962),  # CIFAR ResNet-18 (Kuang Liu's)
     ("resnet18", {"norm": "group"}, X32, 100, 11_220_132),
