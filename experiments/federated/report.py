@@ -94,12 +94,15 @@ def paired(treatment: Mapping[str, dict | None],
 
 
 def verdict_at(p: Mapping[str, Any]) -> str:
-  """``faster``/``slower``/``tie``/``inconclusive`` at one target.
+  """``faster``/``slower``/``tie``/``neither reached``/``inconclusive``.
 
   ``faster`` only if the paired interval lies below 0 and no seed has the
   treatment slower (or not reaching where the control does); ``slower``
-  symmetrically; ``tie`` if every seed is tied; else ``inconclusive``.
+  symmetrically; ``neither reached`` if no seed of either reaches the
+  target; ``tie`` if every other seed is tied; else ``inconclusive``.
   """
+  if p["seeds"] and p["neither"] == p["seeds"]:
+    return "neither reached"
   ci = p["ci95"]
   if ci is not None and ci[1] < 0 and p["slower"] == 0:
     return "faster"
@@ -108,6 +111,18 @@ def verdict_at(p: Mapping[str, Any]) -> str:
   if p["seeds"] and p["ties"] + p["neither"] == p["seeds"]:
     return "tie"
   return "inconclusive"
+
+
+def paired_final(treatment: Mapping[str, list], control: Mapping[str, list]
+                 ) -> dict[str, Any]:
+  """Per-seed ``treatment - control`` of the final test accuracy: mean,
+  std, 95% t-interval (3 or more pairs) and how many seeds end higher."""
+  seeds = sorted(set(treatment) & set(control))
+  diffs = [final_accuracy(treatment[s]) - final_accuracy(control[s])
+           for s in seeds]
+  return dict(mean_std(diffs), diffs=diffs, ci95=t_interval(diffs),
+              higher=sum(d > 0 for d in diffs),
+              lower=sum(d < 0 for d in diffs))
 
 
 def verdict(targets: Sequence[Mapping[str, Any]], treatment: str,
@@ -232,6 +247,7 @@ def analyse(runs: Runs, fractions: Sequence[float], baseline: str,
           "eval_rounds": rounds[:3],
           "baseline_final_accuracy": base_final, "methods": methods,
           "targets": targets,
+          "final_paired": paired_final(runs[treatment], runs[control]),
           "verdict": verdict(targets, treatment, control)
                      + " " + family_verdict(targets, treatment, control),
           "mechanism": {k: mechanism_curves(runs, k) for k in MECHANISM},
@@ -288,6 +304,15 @@ def markdown(result: Mapping[str, Any], seeds_total: Mapping[str, int]) -> str:
         f"{p['faster']} / {p['ties']} / "
         f"{p['slower']} / {p['neither']} | {p['censored']} | "
         f"{t['verdict']} |")
+  f = result["final_paired"]
+  ci = ("n < 3" if f["ci95"] is None
+        else f"[{f['ci95'][0]:+.4f}, {f['ci95'][1]:+.4f}]")
+  lines += ["", f"Final test accuracy, {result['treatment']} minus "
+            f"{result['control']} per seed: "
+            f"{', '.join(f'{d:+.4f}' for d in f['diffs'])}; mean "
+            f"{_fmt(f, digits=3)}, 95% t-interval {ci}; higher on "
+            f"{f['higher']}, lower on {f['lower']} of {len(f['diffs'])} "
+            "seeds."]
   lines += ["", "Mechanism (mean over seeds; rounds 1-10 and the last 10): "
             "residual norm, gradient mismatch ||g(w) - g(w + e)||^2 on the "
             "held-out probe batch, train loss.", "",

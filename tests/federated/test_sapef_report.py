@@ -150,6 +150,28 @@ def test_alpha_sweep_table_and_plot(tmp_path):
     report.write_report([root], out, sweep={"sapef_a025": 0.25})
 
 
+def test_neither_reaching_is_not_a_tie_and_final_accuracy_is_paired(tmp_path):
+  root = str(tmp_path / "runs")
+  for s, (e, a) in enumerate([(0.30, 0.45), (0.25, 0.40), (0.35, 0.42)]):
+    _write(root, "fedavg", s, _records(5, final=FINAL))
+    _write(root, "ef", s, _records(10, final=e))
+    _write(root, "sapef", s, _records(10, final=a))
+  out = tmp_path / "out"
+  result = report.write_report([root], str(out), fractions=(0.6, 0.9))
+  assert [t["verdict"] for t in result["targets"]] == ["neither reached"] * 2
+  f = result["final_paired"]
+  assert f["diffs"] == pytest.approx([0.15, 0.15, 0.07])
+  assert (f["higher"], f["lower"]) == (3, 0)
+  assert f["mean"] == pytest.approx(0.37 / 3)
+  # t_{0.975, 2} = 4.302653: half width 4.3027 * 0.046188 / sqrt(3).
+  assert f["ci95"] == pytest.approx([0.37 / 3 - 0.114738, 0.37 / 3 + 0.114738],
+                                    abs=1e-5)
+  text = open(out / "report.md").read()
+  assert "| neither reached |" in text
+  assert ("Final test accuracy, sapef minus ef per seed: +0.1500, +0.1500, "
+          "+0.0700") in text and "higher on 3, lower on 0 of 3 seeds" in text
+
+
 def test_sweep_flag_parsing():
   assert report.parse_sweep(["ef:0", "sapef_a025:0.25"]) == {
       "ef": 0.0, "sapef_a025": 0.25}
