@@ -16,9 +16,9 @@ class LeafCNN(nn.Module):
   maxpool2 -> flatten(7*7*64) -> dense(2048) -> relu -> dense(num_classes)``,
   as in LEAF's ``models/femnist/cnn.py``: 6,603,710 parameters for 62
   classes (832 + 51,264 + 6,424,576 + 127,038). ``hidden`` narrows the dense
-  layer (e.g. 128 for CPU-sized federated sweeps) and ``features`` the two
-  convolutions (e.g. ``(8, 16)``: a tenth of the multiply-adds on 32x32x3
-  inputs). ``patch_conv`` computes
+  layer (e.g. 128 for CPU-sized federated sweeps) and ``features`` the
+  convolutions, one 5x5 conv + 2x2 max-pool per width (e.g. ``(8, 16)``: a
+  tenth of the multiply-adds on 32x32x3 inputs). ``patch_conv`` computes
   the convolutions with :class:`~sparsejax.models.PatchConv` (same
   parameters; for simulations that vmap per-client models on a CPU, where
   ``nn.Conv`` becomes a grouped convolution; not timed for this model).
@@ -30,14 +30,15 @@ class LeafCNN(nn.Module):
 
   num_classes: int = 62
   hidden: int = 2048
-  features: tuple[int, int] = (32, 64)
+  features: tuple[int, ...] = (32, 64)
   dtype: Dtype = jnp.float32
   patch_conv: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     del train  # no dropout or norm
-    if not self.features or any(int(w) < 1 for w in self.features):
+    if not self.features or any(not isinstance(w, int) or w < 1
+                                for w in self.features):
       raise ValueError(f"LeafCNN: features={self.features!r} must be one or "
                        "more positive convolution widths, e.g. (32, 64)")
     kw = dict(dtype=self.dtype, param_dtype=jnp.float32)
