@@ -8,7 +8,8 @@
 #   nice -n 5 nohup experiments/kta/run_sweep.sh > /tmp/kta_sweep.log 2>&1 &
 #
 # Environment: OUT (/tmp/kta_sweep), SEEDS ("0 1 2"), SETTINGS (the names
-# below, space-separated), PYTHON (.venv/bin/python if there, else python).
+# below, space-separated; the default leaves out the CNN settings
+# cifar10_cnn and cifar10_cnn_dir01, ~30 min a seed each on 2 cores), PYTHON (.venv/bin/python if there, else python).
 # Extra arguments go to every run. Rerunning resumes every run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +25,8 @@ declare -A ARGS=(
   [femnist]="--config=$C/femnist.py"
   [cifar10_dir01]="--config=$C/cifar10.py --config.partition.alpha=0.1"
   [cifar10_hetero]="--config=$C/cifar10_hetero.py"
+  [cifar10_cnn]="--config=$C/cifar10_patchconv.py"
+  [cifar10_cnn_dir01]="--config=$C/cifar10_patchconv.py --config.partition.alpha=0.1"
 )
 for setting in $SETTINGS; do
   [[ -n "${ARGS[$setting]:-}" ]] || { echo "unknown setting $setting"; exit 2; }

@@ -1,15 +1,18 @@
 """experiments/kta end to end on the smoke config (market + FedAvg)."""
 
+import importlib
 import json
 import os
 import shutil
 
+import jax
 import numpy as np
 import optax
 import pytest
 
 from experiments.kta import report
 from experiments.kta import train
+from experiments.kta.configs import cifar10_patchconv
 from experiments.kta.configs import smoke
 from sparsejax import federated
 from sparsejax import models
@@ -163,3 +166,24 @@ def test_report_table_verdicts_and_plots(tmp_path):
   _fake_run(tmp_path / "again", "kta", 0, [0.5], 100)
   with pytest.raises(ValueError, match="seed 0 is in two workdirs"):
     report.load_runs([str(runs), str(tmp_path / "again")])
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar10_hetero",
+                                  "cifar10_patchconv", "ag_news", "femnist",
+                                  "cifar10_resnet18"])
+def test_named_configs_pass_the_method_checks(name):
+  config = importlib.import_module(
+      f"experiments.kta.configs.{name}").get_config()
+  train.check_methods(config)
+  assert len(config.seeds) >= 3 or name == "cifar10_resnet18"
+
+
+def test_cnn_config_is_the_narrow_cnn_its_docstring_describes():
+  config = cifar10_patchconv.get_config()
+  (spec,) = config.models
+  model = models.create_model(spec["name"], 10, **spec["kwargs"])
+  params = jax.eval_shape(model.init, jax.random.key(0),
+                          np.zeros((1, 32, 32, 3), np.float32))
+  assert sum(x.size for x in jax.tree.leaves(params)) == 70_074
+  assert "kta_power" not in config.methods and "fedmd" in config.methods
+  assert config.num_rounds == 50

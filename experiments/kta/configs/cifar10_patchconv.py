@@ -1,9 +1,21 @@
 """``cifar10`` (10k images, 20 Dirichlet(0.5) clients) with a small CNN on CPU.
 
-The LEAF CNN narrowed to a 128-unit dense layer, its convolutions computed
-by :class:`sparsejax.models.PatchConv` (fast under vmap over per-client
-weights on a CPU): 579,402 parameters on 32x32x3. Three seeds; the knob grids
-are cut to three candidates each (3-round searches) to fit a CPU budget.
+The LEAF CNN narrowed to conv 8 / conv 16 / dense 64 (70,074 parameters on
+32x32x3), its convolutions computed by :class:`sparsejax.models.PatchConv`
+(fast under vmap over per-client weights on a CPU). Departures, to fit the
+shared 2-core CPU (measured 2026-12-01):
+
+- The width: the conv32/conv64/dense128 version (579,402 parameters) had not
+  finished its first method's first round after 6 min; this one runs a KTA
+  round in ~7 s beside another job.
+- ``kta_power`` (the documented ``S^beta acc^gamma`` rule) is left out: it
+  is nearly FedMD, as the MLP settings showed, and FedMD is run.
+- The knob grids are cut to three candidates each (``teacher_tau`` for KTA,
+  ``mu`` for FedProx), each searched for 3 rounds.
+
+Everything else (three seeds, 50 rounds, 10 of 20 clients per round, the
+splits and distillation) is ``cifar10.py``'s. Dirichlet 0.1:
+``--config.partition.alpha=0.1`` (``run_sweep.sh``'s ``cifar10_cnn_dir01``).
 """
 
 from experiments.kta.configs import cifar10
@@ -13,7 +25,9 @@ def get_config():
   config = cifar10.get_config()
   config.seeds = (0, 1, 2)
   config.models = [{"name": "leaf_cnn",
-                    "kwargs": {"hidden": 128, "patch_conv": True}}]
+                    "kwargs": {"features": (8, 16), "hidden": 64,
+                               "patch_conv": True}}]
+  del config.methods["kta_power"]
   config.methods["kta"]["search"] = {"teacher_tau": (0.01, 0.03, 0.1)}
   config.search_rounds = 3
   return config
