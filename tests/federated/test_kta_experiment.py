@@ -186,4 +186,4 @@ def test_cnn_config_is_the_narrow_cnn_its_docstring_describes():
                           np.zeros((1, 32, 32, 3), np.float32))
   assert sum(x.size for x in jax.tree.leaves(params)) == 70_074
   assert "kta_power" not in config.methods and "fedmd" in config.methods
-  assert config.num_rounds == 50
+  assert config.num_rounds == 30
