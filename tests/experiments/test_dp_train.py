@@ -146,5 +146,5 @@ def test_sahu_cifar10_cpu_is_the_narrow_cnn_with_frequent_checkpoints():
   model = launch.create_model(config.model, 10)
   params = jax.eval_shape(model.init, jax.random.key(0),
                           jnp.zeros((1, 32, 32, 3)))
-  assert sum(x.size for x in jax.tree.leaves(params)) == 70_074
+  assert sj.models.count_params(params) == 70_074
   assert config.checkpoint_every <= 100 and config.num_steps == 1000

@@ -184,6 +184,6 @@ def test_cnn_config_is_the_narrow_cnn_its_docstring_describes():
   model = models.create_model(spec["name"], 10, **spec["kwargs"])
   params = jax.eval_shape(model.init, jax.random.key(0),
                           np.zeros((1, 32, 32, 3), np.float32))
-  assert sum(x.size for x in jax.tree.leaves(params)) == 70_074
+  assert models.count_params(params) == 70_074
   assert "kta_power" not in config.methods and "fedmd" in config.methods
   assert config.num_rounds == 30

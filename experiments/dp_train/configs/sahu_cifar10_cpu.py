@@ -9,7 +9,8 @@ syntax (``<ratio>[,no_dense]``). Departures from Sahu et al. (ResNet-18,
 
 - A narrow LEAF-style CNN, its convolutions as patch matmuls: conv 8, conv
   16, dense 64 (70,074 parameters). The conv32/64/128 version (579k) ran at
-  0.85 steps/s, ~27 h for the equal-volume test; this one at ~7 steps/s.
+  0.85 steps/s, ~27 h for the equal-volume test; this one at 4.4-7 steps/s
+  (compressed methods the slower).
 - 1,000 steps of global batch 256 (5.1 epochs), SGD with Nesterov momentum
   0.9 and learning rate 0.05 (dense reached 49% test accuracy at step 200
   of a probe, so the MNIST rate is kept).
