@@ -9,8 +9,8 @@
 #
 # Environment: OUT (/tmp/kta_sweep), SEEDS ("0 1 2"), SETTINGS (the names
 # below, space-separated; the default leaves out the CNN settings
-# cifar10_cnn and cifar10_cnn_dir01, ~20 min a seed each on 2 cores by a
-# probe's rate), PYTHON (.venv/bin/python if there, else python).
+# cifar10_cnn and cifar10_cnn_dir01: 77-97 min for 3 seeds as parallel
+# workers on 2 cores), PYTHON (.venv/bin/python if there, else python).
 # Extra arguments go to every run. Rerunning resumes every run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -12,9 +12,9 @@ shared 2-core CPU (measured 2026-12-01):
   is nearly FedMD, as the MLP settings showed, and FedMD is run.
 - The knob grids are cut to three candidates each (``teacher_tau`` for KTA,
   ``mu`` for FedProx), each searched for 3 rounds.
-- 30 rounds, not 50: at the probe's ~7 s a round, 5 methods x 50 rounds
-  plus the searches is ~30 min a seed, 30 rounds ~20 min (estimates from
-  that rate, not timed runs).
+- 30 rounds, not 50: one partition's 3 seeds (5 methods x 30 rounds plus
+  the searches), run as three parallel workers, took 77-97 min of wall time
+  on the 2 cores (2026-12-01); 50 rounds would take ~1.6x that.
 
 Everything else (three seeds, 10 of 20 clients per round, the splits and
 distillation) is ``cifar10.py``'s. Dirichlet 0.1:
